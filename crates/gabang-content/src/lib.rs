@@ -1,0 +1,1 @@
+//! gabang-content: the content store.
