@@ -599,14 +599,8 @@ impl Applier {
                 let dir = self.open_dir_creating(&comps, &shown)?;
                 let nm = OsStr::from_bytes(&name);
                 Self::remove_existing(dir.as_fd(), nm, &shown)?;
-                rustix::fs::mknodat(
-                    &dir,
-                    nm,
-                    FileType::Fifo,
-                    Mode::from_raw_mode(mode),
-                    0,
-                )
-                .ctx(|| format!("mkfifo {shown:?}"))?;
+                rustix::fs::mknodat(&dir, nm, FileType::Fifo, Mode::from_raw_mode(mode), 0)
+                    .ctx(|| format!("mkfifo {shown:?}"))?;
                 if same_owner {
                     let _ = rustix::fs::chownat(
                         &dir,
