@@ -18,7 +18,7 @@ impl ImageRef {
             reference: s.to_string(),
             reason,
         };
-        if s.trim() != s || s.is_empty() {
+        if s.chars().any(char::is_whitespace) || s.is_empty() {
             return Err(err("must not be empty or contain spaces".into()));
         }
         let name_part = s.split('@').next().unwrap_or(s);

@@ -306,7 +306,7 @@ fn create_image_checks_diff_ids_and_layers() {
         .unwrap_err();
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
     assert!(store.list_images().unwrap().is_empty());
-    assert_eq!(chain_ids(&[l.diff_id.clone()])[0], l.diff_id);
+    assert_eq!(chain_ids(std::slice::from_ref(&l.diff_id))[0], l.diff_id);
 }
 
 #[test]
