@@ -21,6 +21,11 @@ impl ImageRef {
         if s.chars().any(char::is_whitespace) || s.is_empty() {
             return Err(err("must not be empty or contain spaces".into()));
         }
+        if let Some((_, d)) = s.split_once('@') {
+            if let Err(e) = d.parse::<crate::digest::Digest>() {
+                return Err(err(e.to_string()));
+            }
+        }
         let name_part = s.split('@').next().unwrap_or(s);
         let repo_part = match name_part.rsplit_once(':') {
             Some((left, tag)) if !tag.contains('/') => left,
