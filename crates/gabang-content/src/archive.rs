@@ -438,11 +438,12 @@ fn load_oci(
                     names.extend(tags.iter().cloned());
                 }
             }
-            let refs: Vec<ImageRef> = names
-                .iter()
-                .filter_map(|n| ImageRef::parse(n).ok())
-                .filter(|r| r.tag().is_some())
-                .collect();
+            let mut refs: Vec<ImageRef> = Vec::new();
+            for r in names.iter().filter_map(|n| ImageRef::parse(n).ok()) {
+                if r.tag().is_some() && !refs.iter().any(|x| x.tagged() == r.tagged()) {
+                    refs.push(r);
+                }
+            }
             let bytes = store.blobs().read(&md)?;
             let img = store.add_manifest(&bytes, &mt, &refs)?;
             let names: Vec<String> = refs.iter().filter_map(|r| r.tagged()).collect();
