@@ -445,6 +445,18 @@ impl Store {
         self.resolve_image(&img.manifest_digest.to_string())
     }
 
+    /// Record that `owner` (e.g. `registry:app`) references these blobs: GC keeps them.
+    pub fn add_blob_refs(&self, owner: &str, digests: &[Digest]) -> Result<()> {
+        let ds: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        self.meta()?.add_blob_refs(owner, &ds)
+    }
+
+    /// Drop `owner`'s references to these blobs (all of them when `None`).
+    pub fn remove_blob_refs(&self, owner: &str, digests: Option<&[Digest]>) -> Result<()> {
+        let ds: Option<Vec<String>> = digests.map(|v| v.iter().map(|d| d.to_string()).collect());
+        self.meta()?.remove_blob_refs(owner, ds.as_deref())
+    }
+
     pub fn add_usage(&self, image_id: &str, owner: &str) -> Result<()> {
         self.meta()?.add_usage(image_id, owner)
     }
@@ -526,12 +538,13 @@ impl Store {
     /// Garbage-collect blobs and snapshots that no image, container or live lease uses.
     pub fn gc(&self) -> Result<GcReport> {
         let oldest_lease = self.meta()?.oldest_live_lease()?;
-        let (rows, usage) = {
+        let (rows, usage, refs) = {
             let m = self.meta()?;
-            (m.images()?, m.all_usage()?)
+            (m.images()?, m.all_usage()?, m.all_blob_refs()?)
         };
         let mut keep_blobs: HashSet<Digest> = HashSet::new();
         let mut keep_chains: HashSet<Digest> = HashSet::new();
+        keep_blobs.extend(refs.iter().filter_map(|d| d.parse::<Digest>().ok()));
         let used: BTreeSet<&str> = usage.iter().map(|(i, _)| i.as_str()).collect();
         for row in &rows {
             if let Ok(md) = row.manifest_digest.parse::<Digest>() {

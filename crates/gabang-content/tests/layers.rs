@@ -378,3 +378,18 @@ fn docker_schema2_manifests_are_read() {
     let dirs = store.snapshot_dirs(&img).unwrap();
     assert_eq!(fs::read(dirs[0].join("hello")).unwrap(), b"docker");
 }
+
+#[test]
+fn blobs_referenced_by_other_owners_survive_gc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let kept = store.blobs().put(b"a registry layer").unwrap();
+    let lost = store.blobs().put(b"garbage").unwrap();
+    store
+        .add_blob_refs("registry:app", std::slice::from_ref(&kept))
+        .unwrap();
+    assert_eq!(store.gc().unwrap().blobs_removed, 1);
+    assert!(store.blobs().exists(&kept) && !store.blobs().exists(&lost));
+    store.remove_blob_refs("registry:app", None).unwrap();
+    assert_eq!(store.gc().unwrap().blobs_removed, 1);
+}
