@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use backend::{Backend, WatchStream};
 pub use error::{Result, StoreError};
 pub use etcd::EtcdBackend;
-pub use sqlite::{SqliteBackend, SqliteConfig};
+pub use sqlite::{SqliteBackend, SqliteConfig, SqliteStats};
 pub use types::{
     check_write, key_after, prefix_end, Deleted, Event, EventKind, GetResult, KeyValue, LeaseId,
     ListOptions, ListResult, Revision, MAX_KEY_BYTES, MAX_VALUE_BYTES,

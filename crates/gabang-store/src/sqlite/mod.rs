@@ -15,7 +15,7 @@ mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -67,6 +67,22 @@ impl Default for SqliteConfig {
     }
 }
 
+/// Counters of the writer thread.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    commits: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// What group commit achieved so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqliteStats {
+    /// Write transactions committed (one fsync each).
+    pub commits: u64,
+    /// Write requests answered by those commits.
+    pub requests: u64,
+}
+
 /// The embedded SQLite store. Dropping it stops the writer after its current batch.
 pub struct SqliteBackend {
     path: PathBuf,
@@ -75,6 +91,7 @@ pub struct SqliteBackend {
     read_tx: ReadSender,
     events: broadcast::Sender<Arc<Vec<Event>>>,
     current: Arc<AtomicI64>,
+    stats: Arc<Stats>,
     writer: Option<JoinHandle<()>>,
     _lock: File,
 }
@@ -101,6 +118,7 @@ impl SqliteBackend {
         let wconn = open_conn(path, true).map_err(sql_err(&p))?;
         let (events, _) = broadcast::channel(config.broadcast_capacity.max(16));
         let current = Arc::new(AtomicI64::new(0));
+        let stats = Arc::new(Stats::default());
         let (write_tx, write_rx) = crossbeam_channel::unbounded();
         let w = Writer::new(
             wconn,
@@ -108,6 +126,7 @@ impl SqliteBackend {
             write_rx,
             events.clone(),
             current.clone(),
+            stats.clone(),
             config.clone(),
         )
         .map_err(sql_err(&p))?;
@@ -138,9 +157,18 @@ impl SqliteBackend {
             read_tx,
             events,
             current,
+            stats,
             writer: Some(writer),
             _lock: lock,
         })
+    }
+
+    /// Group-commit counters since open.
+    pub fn stats(&self) -> SqliteStats {
+        SqliteStats {
+            commits: self.stats.commits.load(Ordering::Relaxed),
+            requests: self.stats.requests.load(Ordering::Relaxed),
+        }
     }
 
     /// The database file.

@@ -68,6 +68,7 @@ pub(crate) struct Writer {
     rx: Receiver<WriteReq>,
     events: broadcast::Sender<Arc<Vec<Event>>>,
     current: Arc<AtomicI64>,
+    stats: Arc<super::Stats>,
     config: SqliteConfig,
     st: State,
     compact_done: Revision,
@@ -93,6 +94,7 @@ impl Writer {
         rx: Receiver<WriteReq>,
         events: broadcast::Sender<Arc<Vec<Event>>>,
         current: Arc<AtomicI64>,
+        stats: Arc<super::Stats>,
         config: SqliteConfig,
     ) -> rusqlite::Result<Self> {
         let (rev, compact_target) = super::schema::revisions(&conn)?;
@@ -105,6 +107,7 @@ impl Writer {
             rx,
             events,
             current,
+            stats,
             config,
             st: State {
                 rev,
@@ -209,6 +212,10 @@ impl Writer {
         match result {
             Ok(results) => {
                 self.current.store(self.st.rev, Ordering::SeqCst);
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .requests
+                    .fetch_add(results.len() as u64, Ordering::Relaxed);
                 if !events.is_empty() {
                     // No receiver is fine: nobody watches.
                     let _ = self.events.send(Arc::new(events));
