@@ -24,6 +24,83 @@ pub struct EtcdBackend {
     client: Client,
     kv: KvClient,
     watch: WatchClient,
+    compactor: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Tuning of the etcd backend.
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// Automatic compaction keeps at least this many recent revisions (0: off, e.g.
+    /// when etcd runs its own `--auto-compaction-retention`). Several API servers
+    /// compacting the same etcd is harmless: an older point is a no-op.
+    pub retain_revisions: i64,
+    /// How often automatic compaction runs.
+    pub compact_interval: Duration,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            retain_revisions: 10_000,
+            compact_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Drop for EtcdBackend {
+    fn drop(&mut self) {
+        if let Some(c) = self.compactor.take() {
+            c.abort();
+        }
+    }
+}
+
+/// Compacts to `current - retain` every `interval`, until aborted.
+async fn auto_compact(kv: KvClient, config: EtcdConfig) {
+    let mut tick = tokio::time::interval(config.compact_interval);
+    tick.tick().await;
+    let mut done = 0;
+    loop {
+        tick.tick().await;
+        let current = match current_revision(&kv).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd auto-compaction: reading the revision");
+                continue;
+            }
+        };
+        let target = current - config.retain_revisions;
+        if target <= done {
+            continue;
+        }
+        match compact(&kv, target).await {
+            Ok(()) => done = target,
+            Err(e) => tracing::warn!(error = %e, target, "etcd auto-compaction"),
+        }
+    }
+}
+
+async fn current_revision(kv: &KvClient) -> Result<Revision> {
+    let resp = kv
+        .clone()
+        .get("\0", Some(GetOptions::new().with_count_only()))
+        .await
+        .map_err(etcd_err)?;
+    Ok(header_rev(resp.header()))
+}
+
+async fn compact(kv: &KvClient, revision: Revision) -> Result<()> {
+    match kv
+        .clone()
+        .compact(revision, Some(CompactionOptions::new().with_physical()))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => match map_err(e, revision, 0) {
+            StoreError::Compacted { .. } => Ok(()),
+            other => Err(other),
+        },
+    }
 }
 
 /// Turns etcd's error strings into the typed errors of the contract.
@@ -93,8 +170,14 @@ fn prefix_range(prefix: &str, start: &[u8]) -> (Vec<u8>, GetOptions) {
 }
 
 impl EtcdBackend {
-    /// Connects to the etcd cluster at `endpoints` (`http://host:port`).
+    /// Connects to the etcd cluster at `endpoints` (`http://host:port`) with default
+    /// settings.
     pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        Self::connect_with(endpoints, EtcdConfig::default()).await
+    }
+
+    /// Connects to the etcd cluster at `endpoints` (`http://host:port`).
+    pub async fn connect_with(endpoints: &[String], config: EtcdConfig) -> Result<Self> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
@@ -106,10 +189,16 @@ impl EtcdBackend {
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let watch = client.watch_client().max_decoding_message_size(usize::MAX);
-        let b = Self { client, kv, watch };
         // Fail now, not at the first call, when nothing answers.
-        b.current_revision().await?;
-        Ok(b)
+        current_revision(&kv).await?;
+        let compactor =
+            (config.retain_revisions > 0).then(|| tokio::spawn(auto_compact(kv.clone(), config)));
+        Ok(Self {
+            client,
+            kv,
+            watch,
+            compactor,
+        })
     }
 
     /// Reads `key` back after a failed compare: NotFound or Conflict.
@@ -142,13 +231,7 @@ impl Backend for EtcdBackend {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let resp = self
-            .kv
-            .clone()
-            .get("\0", Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(etcd_err)?;
-        Ok(header_rev(resp.header()))
+        current_revision(&self.kv).await
     }
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResult> {
@@ -369,18 +452,7 @@ impl Backend for EtcdBackend {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        match self
-            .kv
-            .clone()
-            .compact(revision, Some(CompactionOptions::new().with_physical()))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match map_err(e, revision, 0) {
-                StoreError::Compacted { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        compact(&self.kv, revision).await
     }
 
     async fn lease_grant(&self, ttl_seconds: i64) -> Result<LeaseId> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use backend::{Backend, WatchStream};
 pub use error::{Result, StoreError};
-pub use etcd::EtcdBackend;
+pub use etcd::{EtcdBackend, EtcdConfig};
 pub use sqlite::{SqliteBackend, SqliteConfig, SqliteStats};
 pub use types::{
     check_write, key_after, prefix_end, Deleted, Event, EventKind, GetResult, KeyValue, LeaseId,

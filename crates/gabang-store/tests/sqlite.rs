@@ -100,19 +100,30 @@ async fn automatic_compaction_is_bounded_and_removes_history() {
         ..Default::default()
     };
     let b = open(&path, config).await;
-    let mut rev = b.create("/k", b"0".to_vec(), None).await.unwrap();
-    let first = rev;
-    for i in 1..200 {
-        rev = b
-            .update("/k", i.to_string().into_bytes(), rev, None)
-            .await
-            .unwrap();
+    let mut revs = vec![b.create("/k", b"0".to_vec(), None).await.unwrap()];
+    for i in 1..100 {
+        let prev = *revs.last().unwrap();
+        revs.push(
+            b.update("/k", i.to_string().into_bytes(), prev, None)
+                .await
+                .unwrap(),
+        );
     }
-    b.create("/other", b"o".to_vec(), None).await.unwrap();
-    // Wait for the automatic compaction to pass the first revision.
+    // An explicit compaction in the middle, then more history on top of it.
+    b.compact(revs[50]).await.unwrap();
+    for i in 100..200 {
+        let prev = *revs.last().unwrap();
+        revs.push(
+            b.update("/k", i.to_string().into_bytes(), prev, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let last = b.create("/other", b"o".to_vec(), None).await.unwrap();
+    // Wait for automatic compaction to move well past the explicit point.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        match b.get("/k", Some(first)).await {
+        match b.get("/k", Some(revs[150])).await {
             Err(StoreError::Compacted { .. }) => break,
             Ok(_) => {}
             Err(e) => panic!("{e}"),
@@ -123,18 +134,30 @@ async fn automatic_compaction_is_bounded_and_removes_history() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Recent history is kept, old rows are physically gone (in chunks).
+    // Recent history is kept...
     assert_eq!(
-        b.get("/k", Some(rev - 10)).await.unwrap().kv.unwrap().value,
-        b"189"
+        b.get("/k", Some(revs[190]))
+            .await
+            .unwrap()
+            .kv
+            .unwrap()
+            .value,
+        b"190"
     );
+    // ...and every older row is physically gone, across both compactions: what stays
+    // is /k's rows from the compaction point (last - 20) on, and /other.
     let ro = rusqlite::Connection::open(&path).unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let rows: i64 = ro
             .query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))
             .unwrap();
-        if rows <= 30 {
+        let oldest: i64 = ro
+            .query_row("SELECT MIN(id) FROM kv", [], |r| r.get(0))
+            .unwrap();
+        assert!(oldest <= last - 20, "compacted past the retained revisions");
+        if rows == 21 {
+            assert_eq!(oldest, last - 20);
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{rows} rows left");

@@ -8,6 +8,7 @@
 //!
 //! One process opens a store at a time (a lock file next to the database enforces it).
 
+mod checkpoint;
 mod reader;
 mod schema;
 mod watch;
@@ -130,6 +131,20 @@ impl SqliteBackend {
             config.clone(),
         )
         .map_err(sql_err(&p))?;
+        let (ckpt_tx, ckpt_rx) = crossbeam_channel::bounded(1);
+        let ckpt_conn = open_conn(path, false).map_err(sql_err(&p))?;
+        ckpt_conn
+            .pragma_update(None, "query_only", false)
+            .map_err(sql_err(&p))?;
+        let pp = p.clone();
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint::run(ckpt_conn, pp, ckpt_rx))
+            .map_err(|source| StoreError::Io {
+                path: p.clone(),
+                source,
+            })?;
+        let w = w.with_checkpointer(ckpt_tx);
         let (read_tx, read_rx) = crossbeam_channel::unbounded();
         for i in 0..config.readers.max(1) {
             let conn = open_conn(path, false).map_err(sql_err(&p))?;

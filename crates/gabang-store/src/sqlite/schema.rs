@@ -23,7 +23,6 @@ CREATE TABLE IF NOT EXISTS kv (
     value BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kv_key_id ON kv(key, id);
-CREATE INDEX IF NOT EXISTS kv_prev ON kv(prev_revision) WHERE prev_revision != 0;
 CREATE INDEX IF NOT EXISTS kv_lease ON kv(lease) WHERE lease != 0;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
@@ -52,6 +51,9 @@ pub(crate) fn open_conn(path: &Path, writer: bool) -> rusqlite::Result<Connectio
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.set_prepared_statement_cache_capacity(64);
     if writer {
+        // Checkpoints run on their own thread (`checkpoint.rs`), not inside commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.execute_batch(SCHEMA)?;
     } else {
         conn.pragma_update(None, "query_only", true)?;

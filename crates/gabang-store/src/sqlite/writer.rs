@@ -73,7 +73,14 @@ pub(crate) struct Writer {
     st: State,
     compact_done: Revision,
     next_auto_compact: Instant,
+    checkpointer: Option<crossbeam_channel::Sender<()>>,
+    commits_since_checkpoint: u32,
+    /// After a failed compaction chunk, the next try waits until then.
+    compact_retry_at: Instant,
 }
+
+/// Commits between two checkpoint signals.
+const COMMITS_PER_CHECKPOINT: u32 = 100;
 
 /// What the ops of a batch read and change besides the database.
 struct State {
@@ -116,9 +123,28 @@ impl Writer {
             },
             compact_done,
             next_auto_compact,
+            checkpointer: None,
+            commits_since_checkpoint: 0,
+            compact_retry_at: Instant::now(),
         };
         w.load_leases()?;
         Ok(w)
+    }
+
+    pub(crate) fn with_checkpointer(mut self, tx: crossbeam_channel::Sender<()>) -> Self {
+        self.checkpointer = Some(tx);
+        self
+    }
+
+    fn committed(&mut self) {
+        self.commits_since_checkpoint += 1;
+        if self.commits_since_checkpoint >= COMMITS_PER_CHECKPOINT {
+            if let Some(tx) = &self.checkpointer {
+                // Full: a checkpoint is already pending.
+                let _ = tx.try_send(());
+            }
+            self.commits_since_checkpoint = 0;
+        }
     }
 
     /// Leases restart their full TTL when the store opens (etcd does the same on a
@@ -182,9 +208,11 @@ impl Writer {
                     );
                 }
             }
-            if self.compact_done < self.st.compact_target {
+            if self.compact_done < self.st.compact_target && Instant::now() >= self.compact_retry_at
+            {
                 if let Err(e) = self.compact_chunk() {
                     tracing::warn!(path = %self.path, error = %e, "compaction chunk failed");
+                    self.compact_retry_at = Instant::now() + Duration::from_secs(5);
                 }
             }
         }
@@ -192,11 +220,11 @@ impl Writer {
     }
 
     fn next_timeout(&self) -> Duration {
-        if self.compact_done < self.st.compact_target {
-            return Duration::ZERO;
-        }
         let now = Instant::now();
         let mut next = self.next_auto_compact;
+        if self.compact_done < self.st.compact_target {
+            next = next.min(self.compact_retry_at);
+        }
         for l in self.st.leases.values() {
             next = next.min(l.deadline);
         }
@@ -213,6 +241,7 @@ impl Writer {
             Ok(results) => {
                 self.current.store(self.st.rev, Ordering::SeqCst);
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.committed();
                 self.stats
                     .requests
                     .fetch_add(results.len() as u64, Ordering::Relaxed);
@@ -457,25 +486,27 @@ impl State {
 }
 
 impl Writer {
-    /// Physically removes, for at most `compact_chunk` revisions, the rows no read at
-    /// or after the compaction point can see: rows superseded at or before it and
-    /// tombstones at or before it. One short transaction per chunk keeps writers going.
+    /// Physically removes the rows no read at or after the compaction point can see,
+    /// walking the log in chunks of at most `compact_chunk` revisions (one short
+    /// transaction each, so writers keep going): for every row in the chunk, the row
+    /// it replaced (superseded at or before the point), and tombstones in the chunk.
     fn compact_chunk(&mut self) -> rusqlite::Result<()> {
         let lo = self.compact_done;
         let hi = (lo + self.config.compact_chunk).min(self.st.compact_target);
-        let target = self.st.compact_target;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let removed = tx
             .prepare_cached(
-                "DELETE FROM kv WHERE id > ?1 AND id <= ?2 AND (deleted = 1 OR id IN (
+                "DELETE FROM kv WHERE id IN (
                    SELECT prev_revision FROM kv
-                   WHERE prev_revision > ?1 AND prev_revision <= ?2 AND id <= ?3))",
+                   WHERE id > ?1 AND id <= ?2 AND prev_revision != 0)
+                 OR (id > ?1 AND id <= ?2 AND deleted = 1)",
             )?
-            .execute(params![lo, hi, target])?;
+            .execute(params![lo, hi])?;
         meta_set(&tx, META_COMPACT_DONE, hi)?;
         tx.commit()?;
+        self.committed();
         tracing::debug!(lo, hi, removed, "compacted chunk");
         self.compact_done = hi;
         Ok(())
