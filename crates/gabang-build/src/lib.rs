@@ -1,0 +1,20 @@
+//! gabang-build owns everything about building an image that does not need a
+//! container runtime: the Dockerfile parser ([`parser`], errors with
+//! `file:line:column`), docker's variable substitution ([`expand`]),
+//! `.dockerignore` matching ([`ignore`]), build-context scanning, COPY source
+//! resolution and content hashing with a persisted stat cache ([`context`]),
+//! the stage graph ([`stages`]), and the build plan with cache keys, miss
+//! explanations and image-config effects ([`plan`], [`config`], [`cache`]).
+//! The runtime and content store plug in through [`plan::StepExecutor`].
+//!
+//! Start reading at [`plan::build`]: it walks the needed stages, expands each
+//! instruction, computes its cache key and either reuses a cached result or
+//! asks the executor to run/copy.
+
+pub mod error;
+pub mod expand;
+pub mod ignore;
+pub mod parser;
+
+pub use error::{DockerfileError, Pos};
+pub use parser::{parse, Dockerfile};
