@@ -11,10 +11,16 @@
 //! instruction, computes its cache key and either reuses a cached result or
 //! asks the executor to run/copy.
 
+pub mod cache;
+pub mod config;
+pub mod context;
 pub mod error;
 pub mod expand;
 pub mod ignore;
 pub mod parser;
+pub mod plan;
+pub mod stages;
 
 pub use error::{DockerfileError, Pos};
 pub use parser::{parse, Dockerfile};
+pub use plan::{build, BuildError, BuildOptions, BuildResult, StepExecutor};
