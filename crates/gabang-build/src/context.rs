@@ -110,6 +110,9 @@ struct StatEntry {
     ino: u64,
     dev: u64,
     digest: String,
+    /// Hashed by this process: trusted regardless of the racy window.
+    #[serde(skip)]
+    fresh: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -130,7 +133,9 @@ pub struct StatCache {
     dirty: bool,
 }
 
-const RACY_MARGIN_NS: i128 = 2_000_000_000;
+/// Files changed less than this long before the cache was written are
+/// re-hashed on the next load: a write in the same timestamp tick would be invisible.
+const RACY_MARGIN_NS: i128 = 1_000_000_000;
 
 fn now_ns() -> i128 {
     SystemTime::now()
@@ -201,8 +206,8 @@ impl StatCache {
             && e.ctime_ns == ctime
             && e.ino == md.ino()
             && e.dev == md.dev();
-        (same && mtime < self.trusted_before_ns && ctime < self.trusted_before_ns)
-            .then(|| e.digest.clone())
+        let settled = e.fresh || (mtime < self.trusted_before_ns && ctime < self.trusted_before_ns);
+        (same && settled).then(|| e.digest.clone())
     }
 
     fn insert(&mut self, rel: &str, md: &fs::Metadata, digest: &str) {
@@ -215,6 +220,7 @@ impl StatCache {
                 ino: md.ino(),
                 dev: md.dev(),
                 digest: digest.to_string(),
+                fresh: true,
             },
         );
         self.dirty = true;
