@@ -590,7 +590,10 @@ impl Builder<'_> {
                 "{}:{} (ONBUILD trigger of {base_text})",
                 df.file, st.pos.line
             );
-            let parsed = parser::parse(&name, &format!("FROM scratch\n{t}"))?;
+            let parsed = parser::parse(&name, &format!("FROM scratch\n{t}")).map_err(|mut e| {
+                e.pos.line = e.pos.line.saturating_sub(1).max(1);
+                e
+            })?;
             for mut i in parsed.stages.into_iter().flat_map(|s| s.instructions) {
                 i.pos = st.pos;
                 instructions.push(i);
