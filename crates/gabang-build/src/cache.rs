@@ -103,6 +103,10 @@ pub enum MissReason {
         old: String,
         new: String,
     },
+    /// COPY --from: the stage or image copied from changed.
+    SourceChanged {
+        what: String,
+    },
     /// Same instruction and inputs, but an earlier step changed.
     ParentChanged {
         step_desc: String,
@@ -161,6 +165,7 @@ impl fmt::Display for MissReason {
             MissReason::PlatformChanged { old, new } => {
                 write!(f, "platform changed: {old} → {new}")
             }
+            MissReason::SourceChanged { what } => write!(f, "{what} changed"),
             MissReason::ParentChanged { step_desc, cause } => {
                 write!(f, "an earlier step changed ({step_desc}: {cause})")
             }
@@ -198,6 +203,18 @@ pub fn explain_miss(
         }
     }
     if p.files_digest != now.files_digest {
+        let kind = |d: &Option<String>| {
+            d.as_deref()
+                .and_then(|d| d.split_once(':'))
+                .map(|(k, _)| k.to_string())
+        };
+        if let (Some(a), Some(b)) = (kind(&p.files_digest), kind(&now.files_digest)) {
+            if a == b && (a == "stage" || a == "image") {
+                return MissReason::SourceChanged {
+                    what: format!("the {a} copied from"),
+                };
+            }
+        }
         let changed = now
             .files
             .iter()

@@ -609,11 +609,26 @@ impl BuildContext {
         &mut self,
         sources: &[ResolvedSource],
     ) -> Result<(SourceHash, Vec<Vec<ContextEntry>>), ContextError> {
+        self.hash_sources_excluding(sources, &Dockerignore::default())
+    }
+
+    /// Like [`hash_sources`](Self::hash_sources), leaving out entries whose path
+    /// relative to their source matches `exclude` (COPY `--exclude=`).
+    pub fn hash_sources_excluding(
+        &mut self,
+        sources: &[ResolvedSource],
+        exclude: &Dockerignore,
+    ) -> Result<(SourceHash, Vec<Vec<ContextEntry>>), ContextError> {
         let mut h = Sha256::new();
         let mut files = BTreeMap::new();
         let mut walked = Vec::new();
         for src in sources {
             let mut entries = self.walk(src)?;
+            if !exclude.is_empty() {
+                entries.retain(|e| {
+                    e.rel_to_source.is_empty() || !exclude.is_excluded(&e.rel_to_source)
+                });
+            }
             h.update(format!("source\0{}\0{}\n", src.pattern, src.is_dir).as_bytes());
             for e in entries.iter_mut() {
                 let what = match &e.kind {

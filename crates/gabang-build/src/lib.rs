@@ -7,6 +7,13 @@
 //! explanations and image-config effects ([`plan`], [`config`], [`cache`]).
 //! The runtime and content store plug in through [`plan::StepExecutor`].
 //!
+//! The parser is hand-written after evaluating the `parse-dockerfile` crate
+//! (0.1.9): it keeps shell-form commands as borrowed source text (line
+//! continuations, comment lines and escapes still inside), leaves ENV/LABEL/ARG
+//! as one unsplit string, and its errors are a message plus line/column with
+//! no file or suggestion — so continuation handling, key/value splitting and
+//! the error layer would have been ours anyway.
+//!
 //! Start reading at [`plan::build`]: it walks the needed stages, expands each
 //! instruction, computes its cache key and either reuses a cached result or
 //! asks the executor to run/copy.

@@ -18,6 +18,7 @@ use crate::config::{ConfigState, ExtraConfig};
 use crate::context::{copy_items, BuildContext, ContextEntry, ContextError, CopyItem};
 use crate::error::{DockerfileError, Pos};
 use crate::expand::{expand_heredoc, expand_word, ExpandError};
+use crate::ignore::Dockerignore;
 use crate::parser::{
     self, Command, CopyArgs, CopySource, Dockerfile, Instruction, InstructionKind, Word,
 };
@@ -74,6 +75,22 @@ impl std::fmt::Display for Platform {
             None => write!(f, "{}/{}", self.os, self.arch),
         }
     }
+}
+
+/// Parse `os/arch[/variant]`.
+pub fn parse_platform(s: &str) -> Option<Platform> {
+    let mut it = s.split('/');
+    let os = it.next().filter(|x| !x.is_empty())?;
+    let arch = it.next().filter(|x| !x.is_empty())?;
+    let variant = it.next().map(String::from);
+    if it.next().is_some() {
+        return None;
+    }
+    Some(Platform {
+        os: os.into(),
+        arch: arch.into(),
+        variant,
+    })
 }
 
 /// What `gabang build` was asked to do.
@@ -458,6 +475,11 @@ impl Builder<'_> {
     }
 
     fn run(&mut self) -> Result<BuildResult, BuildError> {
+        for w in &self.df.warnings {
+            let text = w.to_string();
+            self.exec.progress(&Progress::Warning(&text));
+            self.warnings.push(text);
+        }
         let mut consumed = BTreeSet::new();
         self.global = global_args(self.df, self.opts, &mut consumed)?;
         self.consumed = consumed;
@@ -569,9 +591,18 @@ impl Builder<'_> {
                 )
             }
             StageBase::Image(r) => {
+                let platform = match &st.from.platform {
+                    Some(w) => {
+                        let v = expand_at(&df.file, w, esc, &global_vars(&self.global))?;
+                        parse_platform(&v).ok_or_else(|| {
+                            self.err(w.pos, format!("invalid --platform=\"{v}\": expected os/arch[/variant], e.g. linux/amd64"))
+                        })?
+                    }
+                    None => self.opts.platform.clone(),
+                };
                 let img = self
                     .exec
-                    .resolve_image(r, &self.opts.platform)
+                    .resolve_image(r, &platform)
                     .map_err(|e| self.exec_err(st.from.image.pos, &format!("FROM {r}"), e))?;
                 let desc = format!("FROM {r}@{}", img.id);
                 (
@@ -1015,6 +1046,16 @@ impl Builder<'_> {
         let esc = df.directives.escape;
         let ex = |w: &Word| expand_at(&df.file, w, esc, vars);
         let kw = if add { "ADD" } else { "COPY" };
+        for f in &c.flags {
+            if matches!(f.name.as_str(), "parents" | "keep-git-dir" | "checksum") {
+                return Err(self
+                    .err(
+                        f.pos,
+                        format!("{kw} --{} is not supported by gabang build yet", f.name),
+                    )
+                    .into());
+            }
+        }
         let chown = c.chown.as_ref().map(ex).transpose()?;
         let chmod = c.chmod.as_ref().map(ex).transpose()?;
         if let (Some(m), Some(w)) = (&chmod, &c.chmod) {
@@ -1177,11 +1218,41 @@ impl Builder<'_> {
                 .map_err(|e| self.err(*pos, format!("{kw} failed: {e}")))?;
             resolved.extend(r);
         }
+        // --exclude: patterns (dockerignore syntax) against paths inside each source
+        let mut excludes = Vec::new();
+        for f in c.flags.iter().filter(|f| f.name == "exclude") {
+            if let Some(w) = &f.value {
+                excludes.push((ex(w)?, w.pos));
+            }
+        }
+        let exclude = match excludes.first() {
+            None => Dockerignore::default(),
+            Some((_, pos)) => {
+                let pats: Vec<&str> = excludes.iter().map(|(p, _)| p.as_str()).collect();
+                Dockerignore::from_patterns(&pats).map_err(|e| {
+                    self.err(*pos, format!("invalid --exclude pattern: {}", e.reason))
+                })?
+            }
+        };
+        if !exclude.is_empty() {
+            resolved.retain(|r| {
+                let base = r.path.rsplit('/').next().unwrap_or(&r.path);
+                r.path == "." || !(exclude.is_excluded(base) || exclude.is_excluded(&r.path))
+            });
+            if resolved.is_empty() {
+                return Err(self
+                    .err(
+                        ins.pos,
+                        format!("{kw} failed: every source is excluded by --exclude"),
+                    )
+                    .into());
+            }
+        }
         let items =
             copy_items(&resolved, &dest, &workdir, kw).map_err(|e| self.err(c.dest.pos, e))?;
         let (hash, entries) = self
             .ctx
-            .hash_sources(&resolved)
+            .hash_sources_excluding(&resolved, &exclude)
             .map_err(|e| self.err(ins.pos, format!("{kw} failed: {e}")))?;
         inputs.files_digest = Some(hash.digest);
         inputs.files = hash.files;

@@ -148,3 +148,56 @@ pub fn resolve_target(df: &Dockerfile, target: Option<&str>) -> Result<usize, Do
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser::parse;
+
+    fn graph(text: &str) -> (Dockerfile, StageGraph) {
+        let df = parse("Dockerfile", text).unwrap();
+        let g = StageGraph::new(&df, &mut |_, w| Ok(w.text.clone())).unwrap();
+        (df, g)
+    }
+
+    #[test]
+    fn diamond_levels_and_skips() {
+        let (df, g) = graph(
+            "FROM busybox AS base\nFROM base AS left\nFROM base AS right\nFROM busybox AS lonely\nFROM scratch AS final\nCOPY --from=left /a /a\nCOPY --from=2 /b /b\n",
+        );
+        assert_eq!(
+            g.base,
+            vec![
+                StageBase::Image("busybox".into()),
+                StageBase::Stage(0),
+                StageBase::Stage(0),
+                StageBase::Image("busybox".into()),
+                StageBase::Scratch
+            ]
+        );
+        let t = resolve_target(&df, None).unwrap();
+        assert_eq!(t, 4);
+        assert_eq!(
+            g.needed(t).into_iter().collect::<Vec<_>>(),
+            vec![0, 1, 2, 4]
+        );
+        assert_eq!(g.levels(t), vec![vec![0], vec![1, 2], vec![4]]);
+        assert_eq!(g.levels(3), vec![vec![3]]);
+        assert_eq!(
+            g.levels(resolve_target(&df, Some("LEFT")).unwrap()),
+            vec![vec![0], vec![1]]
+        );
+    }
+
+    #[test]
+    fn from_a_later_stage_name_is_an_error_and_unknown_names_are_images() {
+        let df = parse("Dockerfile", "FROM later\nFROM busybox AS later\n").unwrap();
+        let e = StageGraph::new(&df, &mut |_, w| Ok(w.text.clone())).unwrap_err();
+        assert_eq!(e.to_string(), "Dockerfile:1:6: stage \"later\" is used before it is defined (line 2): a stage can only use earlier stages");
+        let (_, g) = graph(
+            "FROM busybox AS a\nFROM other/image:tag\nCOPY --from=registry.local/x:1 /a /b\n",
+        );
+        assert_eq!(g.base[1], StageBase::Image("other/image:tag".into()));
+        assert!(g.deps[1].is_empty());
+    }
+}

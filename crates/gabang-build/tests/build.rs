@@ -585,3 +585,114 @@ fn failed_build_keeps_earlier_cache_but_not_last_build_records() {
     let _ = e.build("FROM busybox\nRUN a\nRUN b\n", &opts()).unwrap();
     assert_eq!(e.fake.events[1], "cached 0");
 }
+
+#[test]
+fn copy_exclude_and_unsupported_flags() {
+    let mut e = Env::new();
+    fs::write(e.root().join("src/skip.tmp"), "tmp").unwrap();
+    e.build(
+        "FROM busybox\nCOPY --exclude=*.tmp --exclude=lib.rs src/ /app/\n",
+        &opts(),
+    )
+    .unwrap();
+    match &e.fake.copies[0].from {
+        CopyFrom::Context { entries, .. } => {
+            let names: Vec<&str> = entries[0]
+                .iter()
+                .map(|e| e.rel_to_source.as_str())
+                .collect();
+            assert_eq!(names, vec!["", "main.rs"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // an excluded file changing does not bust the cache
+    fs::write(e.root().join("src/skip.tmp"), "changed").unwrap();
+    e.build(
+        "FROM busybox\nCOPY --exclude=*.tmp --exclude=lib.rs src/ /app/\n",
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(e.fake.events[1], "cached 0");
+    let err = e
+        .build("FROM busybox\nCOPY --parents a/b /x/\n", &opts())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Dockerfile:2:6: COPY --parents is not supported by gabang build yet"
+    );
+}
+
+#[test]
+fn copy_from_stage_change_is_explained() {
+    let mut e = Env::new();
+    let df = "FROM busybox AS b\nARG V=1\nRUN echo $V\nFROM busybox\nCOPY --from=b /out /out\n";
+    e.build(df, &opts()).unwrap();
+    let mut o = opts();
+    o.build_args.insert("V".into(), "2".into());
+    e.build(df, &o).unwrap();
+    assert_eq!(
+        e.fake.events,
+        vec![
+            "stage 0 from busybox".to_string(),
+            "miss 1: build arg V changed: \"1\" → \"2\"".into(),
+            "stage 1 from busybox".into(),
+            "miss 0: the stage copied from changed".into(),
+        ]
+    );
+}
+
+#[test]
+fn from_platform_and_parser_warnings() {
+    struct PlatformSpy(Vec<String>, Fake);
+    impl StepExecutor for PlatformSpy {
+        fn resolve_image(&mut self, r: &str, p: &Platform) -> Result<BaseImage, ExecError> {
+            self.0.push(p.to_string());
+            self.1.resolve_image(r, p)
+        }
+        fn scratch(&mut self) -> Result<StateId, ExecError> {
+            self.1.scratch()
+        }
+        fn run(&mut self, req: &RunRequest) -> Result<StepOutput, ExecError> {
+            self.1.run(req)
+        }
+        fn copy(&mut self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
+            self.1.copy(req)
+        }
+        fn mkdir_workdir(
+            &mut self,
+            s: &StateId,
+            p: &str,
+            u: Option<&str>,
+        ) -> Result<Option<StepOutput>, ExecError> {
+            self.1.mkdir_workdir(s, p, u)
+        }
+        fn has_state(&mut self, s: &StateId) -> bool {
+            self.1.has_state(s)
+        }
+    }
+    let e = Env::new();
+    let df = parse("Dockerfile", "ARG P=linux/arm64/v8\nFROM --platform=$P busybox\nRUN a \\\n\n  b\nFROM --platform=$BUILDPLATFORM busybox\n").unwrap();
+    let mut ctx = BuildContext::open(e.root(), StatCache::in_memory()).unwrap();
+    let mut spy = PlatformSpy(Vec::new(), Fake::default());
+    let mut o = opts();
+    o.target = Some("0".into());
+    let r = build(&df, &o, &mut ctx, &mut CacheIndex::in_memory(), &mut spy).unwrap();
+    assert_eq!(spy.0, vec!["linux/arm64/v8".to_string()]);
+    assert_eq!(
+        r.warnings,
+        vec![
+            "Dockerfile:4:1: empty continuation line (deprecated): remove it or add a comment"
+                .to_string()
+        ]
+    );
+    let bad = parse("Dockerfile", "FROM --platform=linux busybox\n").unwrap();
+    let err = build(
+        &bad,
+        &opts(),
+        &mut ctx,
+        &mut CacheIndex::in_memory(),
+        &mut spy,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "Dockerfile:1:17: invalid --platform=\"linux\": expected os/arch[/variant], e.g. linux/amd64");
+}
