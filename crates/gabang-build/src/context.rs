@@ -41,6 +41,12 @@ pub enum ContextError {
     },
     #[error("{path}: {message}")]
     StatCache { path: String, message: String },
+    #[error("{path}: {source}")]
+    Ignore {
+        path: String,
+        #[source]
+        source: crate::ignore::PatternError,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
@@ -246,9 +252,9 @@ impl BuildContext {
         let root = fs::canonicalize(root).map_err(io_err(root))?;
         let ignore_path = root.join(".dockerignore");
         let ignore = match fs::read_to_string(&ignore_path) {
-            Ok(text) => Dockerignore::parse(&text).map_err(|e| ContextError::StatCache {
+            Ok(text) => Dockerignore::parse(&text).map_err(|e| ContextError::Ignore {
                 path: ignore_path.display().to_string(),
-                message: e.to_string(),
+                source: e,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Dockerignore::default(),
             Err(e) => return Err(io_err(&ignore_path)(e)),
@@ -669,6 +675,23 @@ pub struct CopyItem {
     /// `dest` had no trailing slash and the source is a file: if `dest` is an
     /// existing directory in the image, the file goes inside it (docker's rule).
     pub dest_may_be_dir: bool,
+}
+
+impl CopyItem {
+    /// Where one walked entry of this item lands in the image.
+    pub fn target_of(&self, entry: &ContextEntry) -> String {
+        if entry.rel_to_source.is_empty() {
+            self.dest.clone()
+        } else if self.dest == "/" {
+            format!("/{}", entry.rel_to_source)
+        } else {
+            format!(
+                "{}/{}",
+                self.dest.trim_end_matches('/'),
+                entry.rel_to_source
+            )
+        }
+    }
 }
 
 /// Apply docker's destination rules: relative to WORKDIR, trailing `/` means

@@ -192,6 +192,15 @@ fn dockerignore_applies_to_sources_and_walks() {
 }
 
 #[test]
+fn bad_dockerignore_names_file_and_line() {
+    let d = tree();
+    write(d.path(), ".dockerignore", "ok\n[oops\n");
+    let e = BuildContext::open(d.path(), StatCache::in_memory()).unwrap_err();
+    let want = format!("{}/.dockerignore: .dockerignore:2: invalid pattern \"[oops\": unterminated character class: expected ']'", std::fs::canonicalize(d.path()).unwrap().display());
+    assert_eq!(e.to_string(), want);
+}
+
+#[test]
 fn destination_rules() {
     let f = |p: &str, dir: bool| ResolvedSource {
         pattern: p.into(),
