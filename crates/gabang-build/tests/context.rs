@@ -323,3 +323,59 @@ fn recently_written_files_are_rehashed_after_reload() {
     c.hash_sources(&src).unwrap();
     assert_eq!(c.stats().files_hashed, 1);
 }
+
+/// 4000 random pattern lists and paths answered by moby/patternmatcher itself
+/// (tests/data/gen_patternmatcher.go): our matcher must agree on every one.
+#[test]
+fn dockerignore_agrees_with_moby_patternmatcher() {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        patterns: Vec<String>,
+        path: String,
+        excluded: bool,
+        #[serde(default)]
+        error: bool,
+    }
+    let data = include_str!("data/patternmatcher.jsonl");
+    let mut disagree = Vec::new();
+    let mut lax_go = 0;
+    let mut n = 0;
+    for line in data.lines() {
+        let row: Row = serde_json::from_str(line).unwrap();
+        n += 1;
+        let pats: Vec<&str> = row.patterns.iter().map(String::as_str).collect();
+        match Dockerignore::from_patterns(&pats) {
+            Err(_) if row.error => {}
+            // Go 1.19 (which generated the table) only validates a pattern up to
+            // the first chunk that fails against "."; Go >= 1.20, which docker is
+            // built with, validates all of it and rejects these, as we do
+            Err(e) if e.reason.starts_with("unterminated character class") => lax_go += 1,
+            Err(e) => disagree.push(format!(
+                "{pats:?} {}: we error ({e}), moby excluded={}",
+                row.path, row.excluded
+            )),
+            Ok(_) if row.error => disagree.push(format!("{pats:?}: moby errors, we accept")),
+            Ok(d) => {
+                if d.is_excluded(&row.path) != row.excluded {
+                    disagree.push(format!(
+                        "{pats:?} on {:?}: moby says excluded={}",
+                        row.path, row.excluded
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(n, 4000);
+    assert!(lax_go <= 10, "{lax_go} patterns only old Go accepts");
+    assert!(
+        disagree.is_empty(),
+        "{} disagreements, first ones:\n{}",
+        disagree.len(),
+        disagree
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
