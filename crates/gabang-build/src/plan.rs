@@ -914,7 +914,18 @@ impl Builder<'_> {
                 }
             }
             let step_key = inputs.key();
-            let prev = self.prev.get(&(s, k));
+            // compare with the same slot, or (when lines were inserted or removed)
+            // with the nearest previous step of this stage that had the same text
+            let slot = self.prev.get(&(s, k));
+            let prev = match slot {
+                Some(p) if p.inputs.instruction == inputs.instruction => slot,
+                _ => self
+                    .prev
+                    .values()
+                    .filter(|r| r.stage == s && r.inputs.instruction == inputs.instruction)
+                    .min_by_key(|r| r.step.abs_diff(k))
+                    .or(slot),
+            };
             let changed = match prev {
                 Some(p) if p.key == step_key => None,
                 _ => Some(explain_miss(

@@ -696,3 +696,25 @@ fn from_platform_and_parser_warnings() {
     .unwrap_err();
     assert_eq!(err.to_string(), "Dockerfile:1:17: invalid --platform=\"linux\": expected os/arch[/variant], e.g. linux/amd64");
 }
+
+#[test]
+fn inserted_line_is_blamed_not_every_later_line() {
+    let mut e = Env::new();
+    e.build("FROM busybox\nRUN one\nRUN two\nRUN three\n", &opts())
+        .unwrap();
+    e.build(
+        "FROM busybox\nRUN one\nRUN inserted\nRUN two\nRUN three\n",
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(
+        e.fake.events,
+        vec![
+            "stage 0 from busybox".to_string(),
+            "cached 0".into(),
+            "miss 1: instruction changed: was \"RUN two\", now \"RUN inserted\"".into(),
+            "miss 2: an earlier step changed (Dockerfile:3 RUN inserted: instruction changed: was \"RUN two\", now \"RUN inserted\")".into(),
+            "miss 3: an earlier step changed (Dockerfile:3 RUN inserted: instruction changed: was \"RUN two\", now \"RUN inserted\")".into(),
+        ]
+    );
+}
