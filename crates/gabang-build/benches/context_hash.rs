@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 struct Nop;
 
 impl StepExecutor for Nop {
-    fn resolve_image(&mut self, r: &str, _p: &Platform) -> Result<BaseImage, ExecError> {
+    fn resolve_image(&self, r: &str, _p: &Platform) -> Result<BaseImage, ExecError> {
         Ok(BaseImage {
             id: format!("sha256:{r}"),
             config: Default::default(),
@@ -24,30 +24,30 @@ impl StepExecutor for Nop {
             state: StateId("img".into()),
         })
     }
-    fn scratch(&mut self) -> Result<StateId, ExecError> {
+    fn scratch(&self) -> Result<StateId, ExecError> {
         Ok(StateId("scratch".into()))
     }
-    fn run(&mut self, req: &RunRequest) -> Result<StepOutput, ExecError> {
+    fn run(&self, req: &RunRequest) -> Result<StepOutput, ExecError> {
         Ok(StepOutput {
             state: StateId(req.cache_key.clone()),
             layer: None,
         })
     }
-    fn copy(&mut self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
+    fn copy(&self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
         Ok(StepOutput {
             state: StateId(req.cache_key.clone()),
             layer: None,
         })
     }
     fn mkdir_workdir(
-        &mut self,
+        &self,
         _s: &StateId,
         _p: &str,
         _u: Option<&str>,
     ) -> Result<Option<StepOutput>, ExecError> {
         Ok(None)
     }
-    fn has_state(&mut self, _s: &StateId) -> bool {
+    fn has_state(&self, _s: &StateId) -> bool {
         true
     }
 }
@@ -128,7 +128,7 @@ fn main() {
     let run_build = || {
         let mut c = BuildContext::open(ctx.path(), StatCache::load(&stat2)).expect("open");
         let mut cache = CacheIndex::load(&idx);
-        build(&df, &opts, &mut c, &mut cache, &mut Nop).expect("build")
+        build(&df, &opts, &mut c, &mut cache, &Nop).expect("build")
     };
     let (first, _) = time(run_build);
     let (noop, r) = time(run_build);

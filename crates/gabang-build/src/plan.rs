@@ -27,6 +27,7 @@ use oci_spec::image::{Arch, ImageConfiguration, Os};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 /// Build args docker accepts without an ARG line; excluded from cache keys.
 pub const PROXY_ARGS: [&str; 10] = [
@@ -236,28 +237,25 @@ pub enum Progress<'a> {
     Warning(&'a str),
 }
 
-/// The runtime and the content store plug in here.
-pub trait StepExecutor {
+/// The runtime and the content store plug in here. Methods take `&self` and
+/// the executor is `Sync`: stages of one level build on parallel threads.
+pub trait StepExecutor: Sync {
     /// Find an image (local store / registry) for the platform.
-    fn resolve_image(
-        &mut self,
-        reference: &str,
-        platform: &Platform,
-    ) -> Result<BaseImage, ExecError>;
+    fn resolve_image(&self, reference: &str, platform: &Platform) -> Result<BaseImage, ExecError>;
     /// The empty filesystem.
-    fn scratch(&mut self) -> Result<StateId, ExecError>;
-    fn run(&mut self, req: &RunRequest) -> Result<StepOutput, ExecError>;
-    fn copy(&mut self, req: &CopyRequest) -> Result<StepOutput, ExecError>;
+    fn scratch(&self) -> Result<StateId, ExecError>;
+    fn run(&self, req: &RunRequest) -> Result<StepOutput, ExecError>;
+    fn copy(&self, req: &CopyRequest) -> Result<StepOutput, ExecError>;
     /// WORKDIR: create the directory if missing (None = already there).
     fn mkdir_workdir(
-        &mut self,
+        &self,
         state: &StateId,
         path: &str,
         user: Option<&str>,
     ) -> Result<Option<StepOutput>, ExecError>;
     /// Whether a cached state still exists (not pruned).
-    fn has_state(&mut self, state: &StateId) -> bool;
-    fn progress(&mut self, _event: &Progress<'_>) {}
+    fn has_state(&self, state: &StateId) -> bool;
+    fn progress(&self, _event: &Progress<'_>) {}
 }
 
 /// One step as it happened.
@@ -313,18 +311,27 @@ struct StageResult {
     key: String,
 }
 
-struct Builder<'a> {
-    df: &'a Dockerfile,
-    opts: &'a BuildOptions,
-    ctx: &'a mut BuildContext,
-    cache: &'a mut CacheIndex,
-    exec: &'a mut dyn StepExecutor,
-    global: BTreeMap<String, Option<String>>,
+#[derive(Default)]
+struct Shared {
     consumed: BTreeSet<String>,
-    prev: BTreeMap<(usize, usize), StepRecord>,
     records: Vec<StepRecord>,
     steps: Vec<StepReport>,
     warnings: Vec<String>,
+}
+
+struct Builder<'a> {
+    df: &'a Dockerfile,
+    opts: &'a BuildOptions,
+    ctx: Mutex<&'a mut BuildContext>,
+    cache: Mutex<&'a mut CacheIndex>,
+    exec: &'a dyn StepExecutor,
+    global: BTreeMap<String, Option<String>>,
+    prev: BTreeMap<(usize, usize), StepRecord>,
+    shared: Mutex<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Expand a word; errors point at the word (plus the offset inside it).
@@ -368,7 +375,7 @@ pub fn build(
     opts: &BuildOptions,
     ctx: &mut BuildContext,
     cache: &mut CacheIndex,
-    exec: &mut dyn StepExecutor,
+    exec: &dyn StepExecutor,
 ) -> Result<BuildResult, BuildError> {
     let prev = cache
         .last_build(&opts.dockerfile_id)
@@ -378,24 +385,32 @@ pub fn build(
     let mut b = Builder {
         df,
         opts,
-        ctx,
-        cache,
+        ctx: Mutex::new(ctx),
+        cache: Mutex::new(cache),
         exec,
         global: BTreeMap::new(),
-        consumed: BTreeSet::new(),
         prev,
-        records: Vec::new(),
-        steps: Vec::new(),
-        warnings: Vec::new(),
+        shared: Mutex::new(Shared::default()),
     };
     let result = b.run();
     // keep what was learnt even when a step failed
-    b.ctx.save_stat_cache()?;
+    b.ctx
+        .get_mut()
+        .unwrap_or_else(|e| e.into_inner())
+        .save_stat_cache()?;
+    let cache = b.cache.get_mut().unwrap_or_else(|e| e.into_inner());
     if result.is_ok() {
-        let recs = std::mem::take(&mut b.records);
-        b.cache.set_last_build(&opts.dockerfile_id, recs);
+        let mut recs = std::mem::take(
+            &mut b
+                .shared
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .records,
+        );
+        recs.sort_by_key(|r| (r.stage, r.step));
+        cache.set_last_build(&opts.dockerfile_id, recs);
     }
-    b.cache.save()?;
+    cache.save()?;
     result
 }
 
@@ -478,20 +493,50 @@ impl Builder<'_> {
         for w in &self.df.warnings {
             let text = w.to_string();
             self.exec.progress(&Progress::Warning(&text));
-            self.warnings.push(text);
+            lock(&self.shared).warnings.push(text);
         }
         let mut consumed = BTreeSet::new();
         self.global = global_args(self.df, self.opts, &mut consumed)?;
-        self.consumed = consumed;
+        lock(&self.shared).consumed = consumed;
         let graph = stage_graph(self.df, &self.global)?;
         let target = resolve_target(self.df, self.opts.target.as_deref())?;
         let levels = graph.levels(target);
         let mut results: Vec<Option<StageResult>> =
             (0..self.df.stages.len()).map(|_| None).collect();
         for level in &levels {
-            for &s in level {
-                let r = self.build_stage(s, &graph.base[s], &results)?;
-                results[s] = Some(r);
+            let this: &Builder<'_> = self;
+            let built: Vec<(usize, Result<StageResult, BuildError>)> = if level.len() == 1 {
+                level
+                    .iter()
+                    .map(|&s| (s, this.build_stage(s, &graph.base[s], &results)))
+                    .collect()
+            } else {
+                // independent stages: one thread each
+                let res = &results;
+                let bases = &graph.base;
+                std::thread::scope(|sc| {
+                    let handles: Vec<_> = level
+                        .iter()
+                        .map(|&s| (s, sc.spawn(move || this.build_stage(s, &bases[s], res))))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|(s, h)| {
+                            let r = h.join().unwrap_or_else(|_| {
+                                Err(this
+                                    .err(
+                                        this.df.stages[s].pos,
+                                        "internal error: the stage's build thread panicked",
+                                    )
+                                    .into())
+                            });
+                            (s, r)
+                        })
+                        .collect()
+                })
+            };
+            for (s, r) in built {
+                results[s] = Some(r?);
             }
         }
         let Some(mut fin) = results[target].take() else {
@@ -506,7 +551,9 @@ impl Builder<'_> {
             .opts
             .build_args
             .keys()
-            .filter(|k| !self.consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| {
+                !lock(&self.shared).consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str())
+            })
             .collect();
         if !unused.is_empty() {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
@@ -515,8 +562,13 @@ impl Builder<'_> {
                 names.join(" ")
             );
             self.exec.progress(&Progress::Warning(&w));
-            self.warnings.push(w);
+            lock(&self.shared).warnings.push(w);
         }
+        let mut shared = lock(&self.shared);
+        let mut steps = std::mem::take(&mut shared.steps);
+        steps.sort_by_key(|s| (s.stage, s.step));
+        let warnings = std::mem::take(&mut shared.warnings);
+        drop(shared);
         fin.cfg.image.set_created(Some(
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ));
@@ -527,8 +579,8 @@ impl Builder<'_> {
             extra: fin.cfg.extra,
             state: fin.state,
             final_key: fin.key,
-            steps: std::mem::take(&mut self.steps),
-            warnings: std::mem::take(&mut self.warnings),
+            steps,
+            warnings,
         })
     }
 
@@ -542,7 +594,7 @@ impl Builder<'_> {
     }
 
     fn build_stage(
-        &mut self,
+        &self,
         s: usize,
         base: &StageBase,
         results: &[Option<StageResult>],
@@ -660,7 +712,7 @@ impl Builder<'_> {
             if let InstructionKind::Arg(decls) = &ins.kind {
                 for d in decls {
                     let value = if let Some(v) = self.opts.build_args.get(&d.name) {
-                        self.consumed.insert(d.name.clone());
+                        lock(&self.shared).consumed.insert(d.name.clone());
                         Some(v.clone())
                     } else if let Some(def) = &d.default {
                         Some(ex(def)?)
@@ -952,7 +1004,7 @@ impl Builder<'_> {
                 let hit = if self.opts.no_cache {
                     None
                 } else {
-                    self.cache
+                    lock(&self.cache)
                         .get(&step_key)
                         .cloned()
                         .filter(|e| self.exec.has_state(&StateId(e.state.clone())))
@@ -1000,7 +1052,7 @@ impl Builder<'_> {
                             }
                         };
                         let out = res.map_err(|e| self.exec_err(ins.pos, &short, e))?;
-                        self.cache.insert(
+                        lock(&self.cache).insert(
                             &step_key,
                             CacheEntry {
                                 state: out.state.0.clone(),
@@ -1026,13 +1078,13 @@ impl Builder<'_> {
                 Some(MissReason::ParentChanged { .. }) => last_cause,
                 Some(r) => Some((step_desc, r)),
             };
-            self.records.push(StepRecord {
+            lock(&self.shared).records.push(StepRecord {
                 stage: s,
                 step: k,
                 key: step_key.clone(),
                 inputs,
             });
-            self.steps.push(report);
+            lock(&self.shared).steps.push(report);
             key = step_key;
             desc = format!("{}:{}", df.file, ins.pos.line);
         }
@@ -1042,7 +1094,7 @@ impl Builder<'_> {
 
     #[allow(clippy::too_many_arguments)]
     fn plan_copy(
-        &mut self,
+        &self,
         s: usize,
         ins: &Instruction,
         c: &CopyArgs,
@@ -1223,8 +1275,7 @@ impl Builder<'_> {
         }
         let mut resolved = Vec::new();
         for (p, pos) in &paths {
-            let r = self
-                .ctx
+            let r = lock(&self.ctx)
                 .resolve_sources(std::slice::from_ref(p))
                 .map_err(|e| self.err(*pos, format!("{kw} failed: {e}")))?;
             resolved.extend(r);
@@ -1261,8 +1312,7 @@ impl Builder<'_> {
         }
         let items =
             copy_items(&resolved, &dest, &workdir, kw).map_err(|e| self.err(c.dest.pos, e))?;
-        let (hash, entries) = self
-            .ctx
+        let (hash, entries) = lock(&self.ctx)
             .hash_sources_excluding(&resolved, &exclude)
             .map_err(|e| self.err(ins.pos, format!("{kw} failed: {e}")))?;
         inputs.files_digest = Some(hash.digest);
@@ -1272,7 +1322,7 @@ impl Builder<'_> {
             cache_key: String::new(),
             state: state.clone(),
             from: CopyFrom::Context {
-                root: self.ctx.root().to_path_buf(),
+                root: lock(&self.ctx).root().to_path_buf(),
                 items,
                 entries,
             },

@@ -10,9 +10,15 @@ use oci_spec::image::{Config, ImageConfiguration};
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Default)]
 struct Fake {
+    inner: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
     states: HashSet<String>,
     runs: Vec<RunRequest>,
     copies: Vec<CopyRequest>,
@@ -22,6 +28,12 @@ struct Fake {
 }
 
 impl Fake {
+    fn st(&self) -> MutexGuard<'_, FakeState> {
+        self.inner.lock().unwrap()
+    }
+}
+
+impl FakeState {
     fn new_state(&mut self, key: &str) -> StepOutput {
         self.n += 1;
         let s = format!("state-{}", self.n);
@@ -38,7 +50,7 @@ impl Fake {
 }
 
 impl StepExecutor for Fake {
-    fn resolve_image(&mut self, reference: &str, _p: &Platform) -> Result<BaseImage, ExecError> {
+    fn resolve_image(&self, reference: &str, _p: &Platform) -> Result<BaseImage, ExecError> {
         let mut cfg = Config::default();
         cfg.set_env(Some(vec![
             "PATH=/usr/bin:/bin".into(),
@@ -61,7 +73,7 @@ impl StepExecutor for Fake {
                 })
             }
         }
-        self.states.insert(format!("img-{reference}"));
+        self.st().states.insert(format!("img-{reference}"));
         Ok(BaseImage {
             id: format!("sha256:{reference}-v1"),
             config: img,
@@ -69,12 +81,12 @@ impl StepExecutor for Fake {
             state: StateId(format!("img-{reference}")),
         })
     }
-    fn scratch(&mut self) -> Result<StateId, ExecError> {
-        self.states.insert("scratch".into());
+    fn scratch(&self) -> Result<StateId, ExecError> {
+        self.st().states.insert("scratch".into());
         Ok(StateId("scratch".into()))
     }
-    fn run(&mut self, req: &RunRequest) -> Result<StepOutput, ExecError> {
-        self.runs.push(req.clone());
+    fn run(&self, req: &RunRequest) -> Result<StepOutput, ExecError> {
+        self.st().runs.push(req.clone());
         if req.argv.iter().any(|a| a.contains("exit 3")) {
             return Err(ExecError {
                 message: "command failed".into(),
@@ -82,25 +94,25 @@ impl StepExecutor for Fake {
                 output_tail: "make: *** [all] Error 3".into(),
             });
         }
-        Ok(self.new_state(&req.cache_key))
+        Ok(self.st().new_state(&req.cache_key))
     }
-    fn copy(&mut self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
-        self.copies.push(req.clone());
-        Ok(self.new_state(&req.cache_key))
+    fn copy(&self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
+        self.st().copies.push(req.clone());
+        Ok(self.st().new_state(&req.cache_key))
     }
     fn mkdir_workdir(
-        &mut self,
+        &self,
         _s: &StateId,
         path: &str,
         _u: Option<&str>,
     ) -> Result<Option<StepOutput>, ExecError> {
-        self.workdirs.push(path.to_string());
+        self.st().workdirs.push(path.to_string());
         Ok(None)
     }
-    fn has_state(&mut self, state: &StateId) -> bool {
-        self.states.contains(&state.0)
+    fn has_state(&self, state: &StateId) -> bool {
+        self.st().states.contains(&state.0)
     }
-    fn progress(&mut self, e: &Progress<'_>) {
+    fn progress(&self, e: &Progress<'_>) {
         let line = match e {
             Progress::Miss { step, reason, .. } => format!("miss {step}: {reason}"),
             Progress::Cached { step, .. } => format!("cached {step}"),
@@ -108,7 +120,7 @@ impl StepExecutor for Fake {
             Progress::Stage { stage, base, .. } => format!("stage {stage} from {base}"),
             Progress::Step { .. } => return,
         };
-        self.events.push(line);
+        self.st().events.push(line);
     }
 }
 
@@ -144,8 +156,8 @@ impl Env {
             StatCache::load(&self.state_dir.path().join("stat.json")),
         )?;
         let mut cache = CacheIndex::load(&self.state_dir.path().join("cache.json"));
-        self.fake.events.clear();
-        build(&df, opts, &mut ctx, &mut cache, &mut self.fake)
+        self.fake.st().events.clear();
+        build(&df, opts, &mut ctx, &mut cache, &self.fake)
     }
 }
 
@@ -176,6 +188,7 @@ fn multi_stage_target_skips_unneeded_and_levels_parallel() {
     assert_eq!(r.levels, vec![vec![0, 1], vec![3], vec![4]]);
     assert!(!e
         .fake
+        .st()
         .runs
         .iter()
         .any(|r| r.argv.join(" ").contains("unused")));
@@ -224,7 +237,7 @@ ENV TP2=$TARGETPLATFORM
     ] {
         assert!(env.contains(&want.to_string()), "missing {want} in {env:?}");
     }
-    let run = e.fake.runs.last().unwrap();
+    let run = e.fake.st().runs.last().unwrap().clone();
     assert!(
         run.env.contains(&"LOCAL=l-override".to_string()),
         "{:?}",
@@ -244,6 +257,7 @@ ENV TP2=$TARGETPLATFORM
     );
     assert!(e
         .fake
+        .st()
         .events
         .iter()
         .any(|s| s == "warning: one or more build-args [UNUSED_ARG] were not consumed"));
@@ -326,11 +340,11 @@ RUN echo done
     assert_eq!(r.extra.on_build, vec!["RUN make".to_string()]);
     assert_eq!(r.config.author().as_deref(), Some("someone"));
     assert_eq!(
-        e.fake.workdirs,
+        e.fake.st().workdirs,
         vec!["/srv".to_string(), "/srv/data".into()]
     );
     // the RUN used the SHELL, the WORKDIR and the USER
-    let run = e.fake.runs.last().unwrap();
+    let run = e.fake.st().runs.last().unwrap().clone();
     assert_eq!(
         run.argv,
         vec!["/bin/bash".to_string(), "-c".into(), "echo done".into()]
@@ -393,10 +407,10 @@ fn cache_hits_and_miss_explanations() {
         .all(|s| s.miss == Some(MissReason::NotBuiltBefore)));
 
     // no-op rebuild: everything cached, nothing executed
-    let runs_before = e.fake.runs.len();
+    let runs_before = e.fake.st().runs.len();
     let r2 = e.build(df, &opts()).unwrap();
     assert!(r2.steps.iter().filter(|s| !s.empty_layer).all(|s| s.cached));
-    assert_eq!(e.fake.runs.len(), runs_before);
+    assert_eq!(e.fake.st().runs.len(), runs_before);
     assert_eq!(r1.final_key, r2.final_key);
     assert_eq!(r1.config.rootfs().diff_ids(), r2.config.rootfs().diff_ids());
 
@@ -408,7 +422,7 @@ fn cache_hits_and_miss_explanations() {
     .unwrap();
     e.build(df, &opts()).unwrap();
     assert_eq!(
-        e.fake.events,
+        e.fake.st().events,
         vec![
             "stage 0 from busybox".to_string(),
             "miss 1: files changed: src/main.rs".into(),
@@ -423,7 +437,7 @@ fn cache_hits_and_miss_explanations() {
     o.build_args.insert("V".into(), "2".into());
     e.build(df, &o).unwrap();
     assert_eq!(
-        e.fake.events,
+        e.fake.st().events,
         vec![
             "stage 0 from busybox".to_string(),
             "cached 1".into(),
@@ -437,7 +451,7 @@ fn cache_hits_and_miss_explanations() {
     let df2 = df.replace("RUN make", "RUN make -j2");
     e.build(&df2, &o).unwrap();
     assert_eq!(
-        e.fake.events[2],
+        e.fake.st().events[2],
         "miss 2: instruction changed: was \"RUN make\", now \"RUN make -j2\""
     );
 
@@ -446,12 +460,14 @@ fn cache_hits_and_miss_explanations() {
     e.build(&df2, &o).unwrap();
     assert!(e
         .fake
+        .st()
         .events
         .iter()
         .filter(|s| s.starts_with("miss"))
         .all(|s| s.ends_with("--no-cache")));
     assert_eq!(
         e.fake
+            .st()
             .events
             .iter()
             .filter(|s| s.starts_with("miss"))
@@ -461,9 +477,9 @@ fn cache_hits_and_miss_explanations() {
 
     // a pruned result is rebuilt, and says so
     o.no_cache = false;
-    e.fake.states.retain(|s| s.starts_with("img-"));
+    e.fake.st().states.retain(|s| s.starts_with("img-"));
     e.build(&df2, &o).unwrap();
-    assert_eq!(e.fake.events[1], "miss 1: cached result was removed");
+    assert_eq!(e.fake.st().events[1], "miss 1: cached result was removed");
 }
 
 #[test]
@@ -472,7 +488,7 @@ fn base_image_change_is_explained() {
     e.build("FROM busybox\nRUN x\n", &opts()).unwrap();
     e.build("FROM alpine\nRUN x\n", &opts()).unwrap();
     assert_eq!(
-        e.fake.events[1],
+        e.fake.st().events[1],
         "miss 0: base image changed: FROM busybox@sha256:busybox-v1 → FROM alpine@sha256:alpine-v1"
     );
 }
@@ -483,7 +499,7 @@ fn onbuild_triggers_of_the_base_run_first() {
     let r = e
         .build("FROM onbuild-base\nRUN echo mine\n", &opts())
         .unwrap();
-    let argvs: Vec<String> = e.fake.runs.iter().map(|r| r.argv.join(" ")).collect();
+    let argvs: Vec<String> = e.fake.st().runs.iter().map(|r| r.argv.join(" ")).collect();
     assert_eq!(
         argvs,
         vec!["/bin/sh -c echo from-trigger", "/bin/sh -c echo mine"]
@@ -498,16 +514,17 @@ fn heredoc_runs_and_copies() {
     let df = "FROM busybox\nARG NAME=world\nRUN <<EOF\necho hi\nEOF\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\nRUN cat <<A > /a\nbody\nA\nCOPY <<greet.txt <<'raw.txt' /etc/\nhello $NAME\ngreet.txt\nhello $NAME\nraw.txt\n";
     e.build(df, &opts()).unwrap();
     assert_eq!(
-        e.fake.runs[0].argv,
+        e.fake.st().runs[0].argv,
         vec!["/bin/sh".to_string(), "-c".into(), "echo hi\n".into()]
     );
-    assert_eq!(e.fake.runs[1].argv, vec!["/dev/pipes/EOF".to_string()]);
+    assert_eq!(e.fake.st().runs[1].argv, vec!["/dev/pipes/EOF".to_string()]);
     assert_eq!(
-        e.fake.runs[1].files[0].content,
+        e.fake.st().runs[1].files[0].content,
         b"#!/usr/bin/env python3\nprint(1)\n"
     );
-    assert_eq!(e.fake.runs[2].argv[2], "cat <<A > /a\nbody\nA");
-    match &e.fake.copies[0].from {
+    assert_eq!(e.fake.st().runs[2].argv[2], "cat <<A > /a\nbody\nA");
+    let copies = e.fake.st().copies.clone();
+    match &copies[0].from {
         CopyFrom::Inline { files } => {
             assert_eq!(files[0].path, "/etc/greet.txt");
             assert_eq!(files[0].content, b"hello world\n");
@@ -523,7 +540,8 @@ fn copy_requests_carry_items_and_flags() {
     let mut e = Env::new();
     let df = "FROM busybox\nWORKDIR /w\nARG OWNER=1000\nCOPY --chown=${OWNER}:0 --chmod=0640 src/*.rs ./code/\nADD README.md rel\n";
     e.build(df, &opts()).unwrap();
-    let c = &e.fake.copies[0];
+    let copies = e.fake.st().copies.clone();
+    let c = &copies[0];
     assert_eq!(
         (c.chown.as_deref(), c.chmod.as_deref(), c.add),
         (Some("1000:0"), Some("0640"), false)
@@ -536,7 +554,7 @@ fn copy_requests_carry_items_and_flags() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(e.fake.copies[1].add);
+    assert!(copies[1].add);
 }
 
 /// Build-time errors name the instruction's position and what was expected.
@@ -583,7 +601,7 @@ fn failed_build_keeps_earlier_cache_but_not_last_build_records() {
     assert!(matches!(err, BuildError::Step { .. }));
     // the step before the failure is cached for next time
     let _ = e.build("FROM busybox\nRUN a\nRUN b\n", &opts()).unwrap();
-    assert_eq!(e.fake.events[1], "cached 0");
+    assert_eq!(e.fake.st().events[1], "cached 0");
 }
 
 #[test]
@@ -595,7 +613,8 @@ fn copy_exclude_and_unsupported_flags() {
         &opts(),
     )
     .unwrap();
-    match &e.fake.copies[0].from {
+    let copies = e.fake.st().copies.clone();
+    match &copies[0].from {
         CopyFrom::Context { entries, .. } => {
             let names: Vec<&str> = entries[0]
                 .iter()
@@ -612,7 +631,7 @@ fn copy_exclude_and_unsupported_flags() {
         &opts(),
     )
     .unwrap();
-    assert_eq!(e.fake.events[1], "cached 0");
+    assert_eq!(e.fake.st().events[1], "cached 0");
     let err = e
         .build("FROM busybox\nCOPY --parents a/b /x/\n", &opts())
         .unwrap_err();
@@ -631,7 +650,7 @@ fn copy_from_stage_change_is_explained() {
     o.build_args.insert("V".into(), "2".into());
     e.build(df, &o).unwrap();
     assert_eq!(
-        e.fake.events,
+        e.fake.st().events,
         vec![
             "stage 0 from busybox".to_string(),
             "miss 1: build arg V changed: \"1\" → \"2\"".into(),
@@ -643,41 +662,41 @@ fn copy_from_stage_change_is_explained() {
 
 #[test]
 fn from_platform_and_parser_warnings() {
-    struct PlatformSpy(Vec<String>, Fake);
+    struct PlatformSpy(Mutex<Vec<String>>, Fake);
     impl StepExecutor for PlatformSpy {
-        fn resolve_image(&mut self, r: &str, p: &Platform) -> Result<BaseImage, ExecError> {
-            self.0.push(p.to_string());
+        fn resolve_image(&self, r: &str, p: &Platform) -> Result<BaseImage, ExecError> {
+            self.0.lock().unwrap().push(p.to_string());
             self.1.resolve_image(r, p)
         }
-        fn scratch(&mut self) -> Result<StateId, ExecError> {
+        fn scratch(&self) -> Result<StateId, ExecError> {
             self.1.scratch()
         }
-        fn run(&mut self, req: &RunRequest) -> Result<StepOutput, ExecError> {
+        fn run(&self, req: &RunRequest) -> Result<StepOutput, ExecError> {
             self.1.run(req)
         }
-        fn copy(&mut self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
+        fn copy(&self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
             self.1.copy(req)
         }
         fn mkdir_workdir(
-            &mut self,
+            &self,
             s: &StateId,
             p: &str,
             u: Option<&str>,
         ) -> Result<Option<StepOutput>, ExecError> {
             self.1.mkdir_workdir(s, p, u)
         }
-        fn has_state(&mut self, s: &StateId) -> bool {
+        fn has_state(&self, s: &StateId) -> bool {
             self.1.has_state(s)
         }
     }
     let e = Env::new();
     let df = parse("Dockerfile", "ARG P=linux/arm64/v8\nFROM --platform=$P busybox\nRUN a \\\n\n  b\nFROM --platform=$BUILDPLATFORM busybox\n").unwrap();
     let mut ctx = BuildContext::open(e.root(), StatCache::in_memory()).unwrap();
-    let mut spy = PlatformSpy(Vec::new(), Fake::default());
+    let spy = PlatformSpy(Mutex::new(Vec::new()), Fake::default());
     let mut o = opts();
     o.target = Some("0".into());
-    let r = build(&df, &o, &mut ctx, &mut CacheIndex::in_memory(), &mut spy).unwrap();
-    assert_eq!(spy.0, vec!["linux/arm64/v8".to_string()]);
+    let r = build(&df, &o, &mut ctx, &mut CacheIndex::in_memory(), &spy).unwrap();
+    assert_eq!(*spy.0.lock().unwrap(), vec!["linux/arm64/v8".to_string()]);
     assert_eq!(
         r.warnings,
         vec![
@@ -686,14 +705,7 @@ fn from_platform_and_parser_warnings() {
         ]
     );
     let bad = parse("Dockerfile", "FROM --platform=linux busybox\n").unwrap();
-    let err = build(
-        &bad,
-        &opts(),
-        &mut ctx,
-        &mut CacheIndex::in_memory(),
-        &mut spy,
-    )
-    .unwrap_err();
+    let err = build(&bad, &opts(), &mut ctx, &mut CacheIndex::in_memory(), &spy).unwrap_err();
     assert_eq!(err.to_string(), "Dockerfile:1:17: invalid --platform=\"linux\": expected os/arch[/variant], e.g. linux/amd64");
 }
 
@@ -708,7 +720,7 @@ fn inserted_line_is_blamed_not_every_later_line() {
     )
     .unwrap();
     assert_eq!(
-        e.fake.events,
+        e.fake.st().events,
         vec![
             "stage 0 from busybox".to_string(),
             "cached 0".into(),
@@ -717,4 +729,71 @@ fn inserted_line_is_blamed_not_every_later_line() {
             "miss 3: an earlier step changed (Dockerfile:3 RUN inserted: instruction changed: was \"RUN two\", now \"RUN inserted\")".into(),
         ]
     );
+}
+
+/// Stages of one level run at the same time: each RUN waits until the other
+/// stage's RUN has started (sequential execution would fail, not hang).
+#[test]
+fn independent_stages_run_concurrently() {
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+    struct Rendezvous {
+        started: Mutex<usize>,
+        cv: Condvar,
+        fake: Fake,
+    }
+    impl StepExecutor for Rendezvous {
+        fn resolve_image(&self, r: &str, p: &Platform) -> Result<BaseImage, ExecError> {
+            self.fake.resolve_image(r, p)
+        }
+        fn scratch(&self) -> Result<StateId, ExecError> {
+            self.fake.scratch()
+        }
+        fn run(&self, req: &RunRequest) -> Result<StepOutput, ExecError> {
+            if req.argv.iter().any(|a| a.starts_with("meet")) {
+                let mut n = self.started.lock().unwrap();
+                *n += 1;
+                self.cv.notify_all();
+                let (n, timeout) = self
+                    .cv
+                    .wait_timeout_while(n, Duration::from_secs(20), |n| *n < 2)
+                    .unwrap();
+                if timeout.timed_out() {
+                    return Err(ExecError {
+                        message: format!("the other stage never started ({} of 2)", *n),
+                        ..Default::default()
+                    });
+                }
+            }
+            self.fake.run(req)
+        }
+        fn copy(&self, req: &CopyRequest) -> Result<StepOutput, ExecError> {
+            self.fake.copy(req)
+        }
+        fn mkdir_workdir(
+            &self,
+            s: &StateId,
+            p: &str,
+            u: Option<&str>,
+        ) -> Result<Option<StepOutput>, ExecError> {
+            self.fake.mkdir_workdir(s, p, u)
+        }
+        fn has_state(&self, s: &StateId) -> bool {
+            self.fake.has_state(s)
+        }
+    }
+    let e = Env::new();
+    let df = parse("Dockerfile", "FROM busybox AS a\nRUN meet a\nFROM busybox AS b\nRUN meet b\nFROM scratch\nCOPY --from=a /x /x\nCOPY --from=b /y /y\n").unwrap();
+    let mut ctx = BuildContext::open(e.root(), StatCache::in_memory()).unwrap();
+    let ex = Rendezvous {
+        started: Mutex::new(0),
+        cv: Condvar::new(),
+        fake: Fake::default(),
+    };
+    let r = build(&df, &opts(), &mut ctx, &mut CacheIndex::in_memory(), &ex).unwrap();
+    assert_eq!(r.levels, vec![vec![0, 1], vec![2]]);
+    assert_eq!(*ex.started.lock().unwrap(), 2);
+    // reports come back in Dockerfile order whatever the threads did
+    let order: Vec<(usize, usize)> = r.steps.iter().map(|s| (s.stage, s.step)).collect();
+    assert_eq!(order, vec![(0, 0), (1, 0), (2, 0), (2, 1)]);
 }
