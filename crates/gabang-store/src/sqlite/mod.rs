@@ -63,7 +63,7 @@ impl Default for SqliteConfig {
             compact_interval: Duration::from_secs(60),
             compact_chunk: 1000,
             watch_buffer: 1024,
-            broadcast_capacity: 4096,
+            broadcast_capacity: 1024,
         }
     }
 }
