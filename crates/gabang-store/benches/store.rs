@@ -1,5 +1,6 @@
 //! Embedded store vs etcd, side by side in one run, same machine, same disk, both
-//! durable (SQLite WAL with synchronous=FULL; etcd fsyncs its WAL).
+//! durable (the embedded store fdatasyncs its WAL before a write is acknowledged or
+//! visible; etcd fdatasyncs its WAL before acknowledging).
 //!
 //! `cargo bench -p gabang-store --bench store` (set GABANG_BENCH_SECS to change the
 //! seconds per write point, default 4). Prints a markdown table with ratios.
@@ -144,7 +145,7 @@ fn main() {
                 .await
                 .expect("connect etcd"),
         );
-        println!("durable writes (256-byte values, {secs} s per point), embedded = SQLite WAL synchronous=FULL + group commit, etcd = Debian etcd 3.4 on loopback\n");
+        println!("durable writes (256-byte values, {secs} s per point), embedded = SQLite WAL + fdatasync per commit + group commit, etcd = Debian etcd 3.4 on loopback\n");
         println!("| writers | embedded writes/s | etcd writes/s | ratio | embedded p50 ms | etcd p50 ms | embedded p99 ms | etcd p99 ms |");
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         for writers in [1usize, 16, 256] {
