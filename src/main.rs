@@ -1,1 +1,55 @@
-fn main() {}
+//! gabang: one binary that builds images, stores them in layers, runs them as containers,
+//! ships them through a registry, and keeps a declared cluster state true.
+
+mod cmd;
+mod ui;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "gabang", version, about = "가방 (a bag): build, store, run, ship and orchestrate containers", long_about = None)]
+struct Cli {
+    /// Directory holding all state (images, containers, cluster data)
+    #[arg(
+        long,
+        global = true,
+        env = "GABANG_ROOT",
+        default_value = "/var/lib/gabang"
+    )]
+    root: PathBuf,
+    /// Log level (error, warn, info, debug, trace)
+    #[arg(long, global = true, env = "GABANG_LOG", default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Image(cmd::image::TopImageCommand),
+    /// Manage images
+    #[command(subcommand, name = "image")]
+    ImageSub(cmd::image::ImageCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let res = match cli.command {
+        Command::Image(c) => cmd::image::run_top(c, &cli.root),
+        Command::ImageSub(c) => cmd::image::run(c, &cli.root),
+    };
+    match res {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("gabang: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

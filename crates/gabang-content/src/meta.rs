@@ -1,0 +1,237 @@
+//! Image metadata in SQLite (WAL): images by manifest digest, tags, usage by containers,
+//! and leases that protect in-progress operations from GC. Many processes share it.
+
+use crate::error::Result;
+use rusqlite::{params, Connection};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) struct Meta {
+    conn: Connection,
+}
+
+/// One row of the images table.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub manifest_digest: String,
+    pub media_type: String,
+    pub config_digest: String,
+    /// Unix seconds when this store got the image.
+    pub added: i64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
+
+impl Meta {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS images (
+                 manifest_digest TEXT PRIMARY KEY,
+                 media_type TEXT NOT NULL,
+                 config_digest TEXT NOT NULL,
+                 added INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS images_config ON images(config_digest);
+             CREATE TABLE IF NOT EXISTS tags (
+                 name TEXT PRIMARY KEY,
+                 manifest_digest TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS usage (
+                 image TEXT NOT NULL,
+                 owner TEXT NOT NULL,
+                 PRIMARY KEY (image, owner));
+             CREATE TABLE IF NOT EXISTS leases (
+                 id TEXT PRIMARY KEY,
+                 pid INTEGER NOT NULL,
+                 created_ms INTEGER NOT NULL,
+                 expires_ms INTEGER NOT NULL);",
+        )?;
+        Ok(Meta { conn })
+    }
+
+    /// Insert an image and point tags at it, in one transaction.
+    pub(crate) fn put_image(&mut self, row: &ImageRow, tags: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO images (manifest_digest, media_type, config_digest, added)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(manifest_digest) DO NOTHING",
+            params![
+                row.manifest_digest,
+                row.media_type,
+                row.config_digest,
+                row.added
+            ],
+        )?;
+        for t in tags {
+            tx.execute(
+                "INSERT INTO tags (name, manifest_digest) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET manifest_digest = excluded.manifest_digest",
+                params![t, row.manifest_digest],
+            )?;
+        }
+        // Like docker, one image ID shows once: drop untagged, unused manifests of the same
+        // config that this one supersedes (their blobs go at the next GC).
+        tx.execute(
+            "DELETE FROM images WHERE config_digest = ?1 AND manifest_digest != ?2
+               AND manifest_digest NOT IN (SELECT manifest_digest FROM tags)
+               AND manifest_digest NOT IN (SELECT image FROM usage)
+               AND config_digest NOT IN (SELECT image FROM usage)",
+            params![row.config_digest, row.manifest_digest],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn images(&self) -> Result<Vec<ImageRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT manifest_digest, media_type, config_digest, added FROM images")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(ImageRow {
+                    manifest_digest: r.get(0)?,
+                    media_type: r.get(1)?,
+                    config_digest: r.get(2)?,
+                    added: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// All (tag, manifest digest) pairs.
+    pub(crate) fn tags(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, manifest_digest FROM tags ORDER BY name")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub(crate) fn set_tag(&self, name: &str, manifest_digest: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO tags (name, manifest_digest) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET manifest_digest = excluded.manifest_digest",
+            params![name, manifest_digest],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_tag(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM tags WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    /// Delete an image row and its tags.
+    pub(crate) fn remove_image(&mut self, manifest_digest: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM tags WHERE manifest_digest = ?1",
+            [manifest_digest],
+        )?;
+        tx.execute(
+            "DELETE FROM images WHERE manifest_digest = ?1",
+            [manifest_digest],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn add_usage(&self, image: &str, owner: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO usage (image, owner) VALUES (?1, ?2)",
+            params![image, owner],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_usage(&self, image: &str, owner: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM usage WHERE image = ?1 AND owner = ?2",
+            params![image, owner],
+        )?;
+        Ok(())
+    }
+
+    /// Owners using an image (by manifest or config digest).
+    pub(crate) fn users(&self, keys: &[&str]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut st = self
+            .conn
+            .prepare("SELECT owner FROM usage WHERE image = ?1")?;
+        for k in keys {
+            for o in st.query_map([k], |r| r.get::<_, String>(0))? {
+                out.push(o?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    pub(crate) fn all_usage(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT image, owner FROM usage")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub(crate) fn add_lease(&self, id: &str, ttl: Duration) -> Result<()> {
+        let now = now_ms();
+        self.conn.execute(
+            "INSERT INTO leases (id, pid, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![id, std::process::id(), now, now + ttl.as_millis() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_lease(&self, id: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM leases WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Creation time (ms) of the oldest live lease; expired or orphaned leases are dropped.
+    pub(crate) fn oldest_live_lease(&self) -> Result<Option<i64>> {
+        let now = now_ms();
+        let mut st = self
+            .conn
+            .prepare("SELECT id, pid, created_ms, expires_ms FROM leases")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut oldest: Option<i64> = None;
+        for (id, pid, created, expires) in rows {
+            let alive = pid > 0
+                && rustix::process::Pid::from_raw(pid as i32)
+                    .map(|p| rustix::process::test_kill_process(p).is_ok())
+                    .unwrap_or(false);
+            if expires < now || !alive {
+                self.remove_lease(&id)?;
+                continue;
+            }
+            oldest = Some(oldest.map_or(created, |o: i64| o.min(created)));
+        }
+        Ok(oldest)
+    }
+}

@@ -1,0 +1,2 @@
+//! One module per command family; each exposes clap types and a `run` returning an exit code.
+pub mod image;
