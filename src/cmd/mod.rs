@@ -1,2 +1,3 @@
 //! One module per command family; each exposes clap types and a `run` returning an exit code.
+pub mod container;
 pub mod image;

@@ -186,6 +186,77 @@ pub(crate) fn remove_cgroups(id: &str) {
     }
 }
 
+/// Resource usage read from the container's cgroup (v1 or v2).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ContainerStats {
+    /// Total CPU time used, nanoseconds.
+    pub cpu_usage_ns: u64,
+    pub memory_usage: u64,
+    /// `None` when unlimited.
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+}
+
+fn read_u64(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Read the container's cgroup counters (hybrid/v1 controllers first, then v2).
+pub fn cgroup_stats(id: &str) -> ContainerStats {
+    let cg = spec::cgroups_path(id);
+    let mut s = ContainerStats::default();
+    let v2 = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+    s.cpu_usage_ns = ["cpuacct", "cpu,cpuacct"]
+        .iter()
+        .find_map(|c| read_u64(&format!("/sys/fs/cgroup/{c}{cg}/cpuacct.usage")))
+        .or_else(|| {
+            v2.iter().find_map(|b| {
+                let st = std::fs::read_to_string(format!("{b}{cg}/cpu.stat")).ok()?;
+                st.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|us| us * 1000)
+            })
+        })
+        .unwrap_or(0);
+    if let Some(u) = read_u64(&format!("/sys/fs/cgroup/memory{cg}/memory.usage_in_bytes")) {
+        s.memory_usage = u;
+        s.memory_limit = read_u64(&format!("/sys/fs/cgroup/memory{cg}/memory.limit_in_bytes"))
+            .filter(|l| *l < (1u64 << 62));
+    } else if let Some(b) = v2
+        .iter()
+        .find(|b| Path::new(&format!("{b}{cg}/memory.current")).exists())
+    {
+        s.memory_usage = read_u64(&format!("{b}{cg}/memory.current")).unwrap_or(0);
+        s.memory_limit = read_u64(&format!("{b}{cg}/memory.max"));
+    }
+    s.pids = read_u64(&format!("/sys/fs/cgroup/pids{cg}/pids.current"))
+        .or_else(|| {
+            v2.iter()
+                .find_map(|b| read_u64(&format!("{b}{cg}/pids.current")))
+        })
+        .unwrap_or(0);
+    s
+}
+
+/// Record (or drop) that container `owner` uses image `image_id` in the content store, so an
+/// image in use is not removed. Best effort: a failure is logged, never fatal.
+pub(crate) fn image_usage(root: &Path, image_id: &str, owner: &str, add: bool) {
+    if image_id.is_empty() {
+        return;
+    }
+    let r = gabang_content::Store::open(root).and_then(|s| {
+        if add {
+            s.add_usage(image_id, owner)
+        } else {
+            s.remove_usage(image_id, owner)
+        }
+    });
+    if let Err(e) = r {
+        tracing::warn!("image usage {image_id} by {owner}: {e}");
+    }
+}
+
 /// The caller's side of the runtime.
 pub struct Runtime {
     cfg: RuntimeConfig,
@@ -284,6 +355,7 @@ impl Runtime {
             self.store.release_name(&name, &id);
             return Err(e);
         }
+        image_usage(&self.cfg.root, &cfg.image_id, &id, true);
         Ok(id)
     }
 
@@ -670,6 +742,12 @@ impl Runtime {
             .status()
             .map_err(|e| error::sys("spawn exec shim", e))?;
         Ok(status.code().unwrap_or(255))
+    }
+
+    /// Resource usage of a running container.
+    pub fn stats(&self, id: &str) -> Result<ContainerStats> {
+        self.store.load_config(id)?;
+        Ok(cgroup_stats(id))
     }
 
     /// Host-side paths of a container (for tests and tooling).

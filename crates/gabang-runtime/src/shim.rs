@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use chrono::Utc;
@@ -181,7 +181,10 @@ fn run_mode(a: &ShimArgs) -> i32 {
         Ok(l) => l,
         Err(e) => return fail(&mut status, 125, e.to_string()),
     };
-    let mut attach = a.attach;
+    // Container output goes to the caller's stdout/stderr (kept as separate fds); the shim's
+    // own diagnostics (tracing, libcontainer warnings) go to shim.log, never the terminal.
+    let mut outputs = Outputs::take(a.attach, &dir);
+    let attach = &mut outputs;
     loop {
         match start_container(&store, &cfg, &dir, &mut st, a.interactive) {
             Err(e) => {
@@ -210,7 +213,7 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 st.oom_killed = false;
                 let _ = store.save_state(&cfg.id, &st);
                 status.send("started");
-                let code = pump(run, &mut log, &mut attach, a.interactive);
+                let code = pump(run, &mut log, attach, a.interactive);
                 st.oom_killed = oom_killed(&cfg.id);
                 cleanup(&store, &cfg, &dir);
                 st.status = Status::Exited;
@@ -390,8 +393,52 @@ fn ensure_dir_in_root(root: &std::path::Path, path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where attached output goes.
+struct Outputs {
+    out: Option<File>,
+    err: Option<File>,
+}
+
+impl Outputs {
+    fn take(attach: bool, dir: &ContainerDir) -> Self {
+        let dup = |fd: RawFd| -> Option<File> {
+            // SAFETY: F_DUPFD_CLOEXEC on a standard fd we inherited.
+            let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            (n >= 0).then(|| unsafe { File::from_raw_fd(n) })
+        };
+        let o = Outputs {
+            out: if attach { dup(1) } else { None },
+            err: if attach { dup(2) } else { None },
+        };
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.shim_log())
+        {
+            // SAFETY: dup2 onto our own stdout/stderr.
+            unsafe {
+                libc::dup2(f.as_raw_fd(), 2);
+                libc::dup2(f.as_raw_fd(), 1);
+            }
+        }
+        o
+    }
+    fn write(&mut self, stream: usize, data: &[u8]) {
+        let slot = if stream == 0 {
+            &mut self.out
+        } else {
+            &mut self.err
+        };
+        if let Some(f) = slot {
+            if f.write_all(data).is_err() {
+                *slot = None;
+            }
+        }
+    }
+}
+
 /// Move container output to the log (and the attached terminal) until the init exits.
-fn pump(mut run: Running, log: &mut LogWriter, attach: &mut bool, interactive: bool) -> i32 {
+fn pump(mut run: Running, log: &mut LogWriter, attach: &mut Outputs, interactive: bool) -> i32 {
     let mut open = [true, true];
     let mut stdin_open = interactive && run.stdin.is_some();
     let mut exited = false;
@@ -436,16 +483,7 @@ fn pump(mut run: Running, log: &mut LogWriter, attach: &mut bool, interactive: b
                     }
                     Ok(k) => {
                         let _ = log.feed(s, &buf[..k]);
-                        if *attach {
-                            let r = if s == 0 {
-                                std::io::stdout().write_all(&buf[..k])
-                            } else {
-                                std::io::stderr().write_all(&buf[..k])
-                            };
-                            if r.is_err() {
-                                *attach = false;
-                            }
-                        }
+                        attach.write(s, &buf[..k]);
                     }
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(_) => break, // EAGAIN
@@ -476,7 +514,6 @@ fn pump(mut run: Running, log: &mut LogWriter, attach: &mut bool, interactive: b
         }
     }
     let _ = log.flush_partial();
-    let _ = std::io::stdout().flush();
     let code = match waitpid(run.pid, None) {
         Ok(WaitStatus::Exited(_, c)) => c,
         Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
@@ -543,6 +580,7 @@ pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDi
     }
     let _ = std::fs::remove_dir_all(&dir.dir);
     store.release_name(&cfg.name, &cfg.id);
+    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
 }
 
 fn exec_mode(a: &ShimArgs) -> i32 {
