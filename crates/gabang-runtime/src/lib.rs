@@ -298,6 +298,18 @@ impl Runtime {
     pub fn create(&self, req: CreateRequest) -> Result<String> {
         let plan = plan_process(&req.image_config, &req.options)?;
         let id = random_id();
+        // The dir exists before the name is reserved (see `Store::reserve_name`).
+        let dir = self.store.dir(&id);
+        std::fs::create_dir_all(dir.bundle()).map_err(|e| error::sys("mkdir", e))?;
+        let r = self.create_in(req, plan, &id);
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(&dir.dir);
+        }
+        r
+    }
+
+    fn create_in(&self, req: CreateRequest, plan: ProcessPlan, id: &str) -> Result<String> {
+        let id = id.to_owned();
         let name = match &req.options.name {
             Some(n) => {
                 let n = n.trim_start_matches('/').to_owned();
@@ -346,7 +358,6 @@ impl Runtime {
         };
         let dir = self.store.dir(&id);
         let r = (|| {
-            std::fs::create_dir_all(dir.bundle()).map_err(|e| error::sys("mkdir", e))?;
             self.store.save_state(&id, &ContainerState::default())?;
             store::write_json_atomic(&dir.config(), &cfg)
         })();

@@ -578,8 +578,17 @@ pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDi
     if rootfs::is_mountpoint(&dir.rootfs()) {
         return; // never recurse into a mounted rootfs
     }
-    let _ = std::fs::remove_dir_all(&dir.dir);
-    store.release_name(&cfg.name, &cfg.id);
+    // Rename first so the container disappears atomically, then delete at leisure.
+    let trash = dir
+        .dir
+        .with_file_name(format!(".rm-{}-{}", cfg.id, std::process::id()));
+    if std::fs::rename(&dir.dir, &trash).is_ok() {
+        store.release_name(&cfg.name, &cfg.id);
+        let _ = std::fs::remove_dir_all(&trash);
+    } else {
+        let _ = std::fs::remove_dir_all(&dir.dir);
+        store.release_name(&cfg.name, &cfg.id);
+    }
     crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
 }
 
