@@ -187,6 +187,19 @@ fn run_exit_codes_output_and_rm() {
     child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT\n");
+    // -t gives the process a terminal; output still reaches us and the log.
+    let o = env.gabang(&[
+        "run",
+        "-t",
+        "--rm",
+        "--network",
+        "none",
+        "busybox:1",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo is-a-tty",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("is-a-tty"));
     // --rm removed everything, even for failures
     assert_eq!(env.ok(&["ps", "-aq"]), "");
     assert!(std::fs::read_dir(env.root().join("containers"))

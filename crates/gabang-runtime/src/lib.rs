@@ -745,7 +745,12 @@ impl Runtime {
             });
         }
         let json = serde_json::to_string(spec).map_err(|e| RuntimeError::Shim(e.to_string()))?;
-        let status = Command::new(&self.cfg.shim_exe)
+        let mut cmd = Command::new(&self.cfg.shim_exe);
+        if std::env::var_os("GABANG_LOG").is_none() {
+            // libcgroups warns about every v1 controller it does not know: not for users.
+            cmd.env("GABANG_LOG", "warn,libcgroups=error");
+        }
+        let status = cmd
             .args(&self.cfg.shim_prefix_args)
             .args(["exec", "--root"])
             .arg(&self.cfg.root)

@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{sys, Result, RuntimeError};
 use crate::logs::{LogWriter, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
 use crate::model::{ContainerConfig, ContainerState, NetworkMode, Status};
 use crate::store::{pid_start_time, ContainerDir, Store};
@@ -213,7 +213,11 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 st.oom_killed = false;
                 let _ = store.save_state(&cfg.id, &st);
                 status.send("started");
+                let raw = (cfg.options.tty && a.attach)
+                    .then(RawTerminal::enter)
+                    .flatten();
                 let code = pump(run, &mut log, attach, a.interactive);
+                drop(raw);
                 st.oom_killed = oom_killed(&cfg.id);
                 cleanup(&store, &cfg, &dir);
                 st.status = Status::Exited;
@@ -328,14 +332,49 @@ fn start_container(
     let lc_root = dir.lc_root();
     let _ = std::fs::remove_dir_all(lc_root.join(&cfg.id));
     std::fs::create_dir_all(&lc_root).map_err(|e| crate::error::sys("mkdir lc", e))?;
-    let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
-    let (err_r, err_w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
-    let (stdin_child, stdin_ours): (OwnedFd, Option<File>) = if interactive {
-        let (r, w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
-        (r, Some(File::from(w)))
+    // With -t the container's stdio is a pty slave; we read (and write) the master.
+    let (out_r, out_w, err_r, err_w, stdin_child, stdin_ours): (
+        OwnedFd,
+        OwnedFd,
+        OwnedFd,
+        OwnedFd,
+        OwnedFd,
+        Option<File>,
+    ) = if opts.tty {
+        let pty = nix::pty::openpty(None, None).map_err(|e| sys("openpty", e))?;
+        let master = pty.master;
+        let slave = pty.slave;
+        let (er, ew) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+        let stdin_ours = if interactive {
+            Some(File::from(master.try_clone().map_err(|e| sys("dup", e))?))
+        } else {
+            None
+        };
+        (
+            master,
+            slave.try_clone().map_err(|e| sys("dup", e))?,
+            er,
+            ew,
+            slave,
+            stdin_ours,
+        )
     } else {
-        let null = File::open("/dev/null").map_err(|e| crate::error::sys("/dev/null", e))?;
-        (OwnedFd::from(null), None)
+        let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+        let (err_r, err_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+        let (stdin_child, stdin_ours) = if interactive {
+            let (r, w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+            (r, Some(File::from(w)))
+        } else {
+            let null = File::open("/dev/null").map_err(|e| sys("/dev/null", e))?;
+            (OwnedFd::from(null), None)
+        };
+        (out_r, out_w, err_r, err_w, stdin_child, stdin_ours)
+    };
+    let err_w = if opts.tty {
+        drop(err_w); // stderr shares the pty; the spare pipe just reports EOF
+        stdin_child.try_clone().map_err(|e| sys("dup", e))?
+    } else {
+        err_w
     };
     let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(&lc_root)
@@ -353,9 +392,6 @@ fn start_container(
         .pid()
         .ok_or_else(|| RuntimeError::Libcontainer("container has no pid".into()))?;
     let pidfd = pidfd_open(pid.as_raw())?;
-    for fd in [&out_r, &err_r] {
-        let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
-    }
     Ok(Running {
         pid,
         pidfd,
@@ -391,6 +427,28 @@ fn ensure_dir_in_root(root: &std::path::Path, path: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Our stdin terminal in raw mode while attached with -t; restored on drop.
+struct RawTerminal(nix::sys::termios::Termios);
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.0);
+    }
 }
 
 /// Where attached output goes.
@@ -475,19 +533,15 @@ fn pump(mut run: Running, log: &mut LogWriter, attach: &mut Outputs, interactive
             if !open[s] || revents[s].is_empty() {
                 continue;
             }
-            loop {
-                match rustix::io::read(fd, &mut buf) {
-                    Ok(0) => {
-                        open[s] = false;
-                        break;
-                    }
-                    Ok(k) => {
-                        let _ = log.feed(s, &buf[..k]);
-                        attach.write(s, &buf[..k]);
-                    }
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(_) => break, // EAGAIN
+            // One read per readiness event (poll is level-triggered), so fds stay blocking.
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => open[s] = false,
+                Ok(k) => {
+                    let _ = log.feed(s, &buf[..k]);
+                    attach.write(s, &buf[..k]);
                 }
+                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(_) => open[s] = false, // EIO: the pty slave side is closed
             }
         }
         if !revents[2].is_empty() {
