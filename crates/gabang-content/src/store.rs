@@ -537,6 +537,10 @@ impl Store {
 
     /// Garbage-collect blobs and snapshots that no image, container or live lease uses.
     pub fn gc(&self) -> Result<GcReport> {
+        // A blob touched after this instant may belong to an operation that will record
+        // its reference right after our reads (e.g. a registry commit in another process):
+        // it is kept. Anything touched before now is covered by the leases read below.
+        let started_ms = now_ms() - 5;
         let oldest_lease = self.meta()?.oldest_live_lease()?;
         let (rows, usage, refs) = {
             let m = self.meta()?;
@@ -618,7 +622,7 @@ impl Store {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            if matches!(cutoff_ms, Some(c) if mtime_ms >= c) {
+            if mtime_ms >= started_ms || matches!(cutoff_ms, Some(c) if mtime_ms >= c) {
                 continue;
             }
             if self.blobs.delete(&b.digest)? {
