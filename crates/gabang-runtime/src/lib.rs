@@ -258,6 +258,7 @@ pub(crate) fn image_usage(root: &Path, image_id: &str, owner: &str, add: bool) {
 }
 
 /// The caller's side of the runtime.
+#[derive(Debug, Clone)]
 pub struct Runtime {
     cfg: RuntimeConfig,
     store: Store,
