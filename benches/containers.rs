@@ -74,6 +74,15 @@ fn main() {
     spec["root"]["readonly"] = false.into();
     std::fs::write(&cfg_path, serde_json::to_vec(&spec).unwrap()).unwrap();
 
+    // The bridge runs create gabang0 and the nft table in this netns: remove them after,
+    // unless they were already there.
+    let had_bridge = Command::new("ip")
+        .args(["link", "show", "gabang0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
     let mut gab_none = Vec::new();
     let mut gab_bridge = Vec::new();
     let mut runc = Vec::new();
@@ -154,6 +163,12 @@ fn main() {
         removed.as_secs_f64() * 1000.0,
         (started + removed).as_secs_f64() * 1000.0
     );
+    if !had_bridge {
+        let _ = Command::new("ip").args(["link", "del", "gabang0"]).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", "gabang"])
+            .status();
+    }
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64 / 1024.0;
     println!(
         "shim per running container: VmRSS {:.2} MiB (mostly shared binary pages), RssAnon {:.2} MiB",

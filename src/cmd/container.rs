@@ -312,6 +312,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
 }
 
 fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
+    gabang_runtime::timing("cli start");
     // docker: errors of `run` itself exit 125; a command that cannot run exits 126/127.
     let prepared = (|| -> Result<(Runtime, CreateRequest)> {
         let opts = run_options(&a)?;
@@ -319,9 +320,11 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
             bail!("conflicting options: --restart and --rm");
         }
         let store = crate::cmd::image::open_store(root)?;
+        gabang_runtime::timing("content store open");
         let image = store
             .resolve_image(&a.image)
             .with_context(|| format!("unable to find image {:?}", a.image))?;
+        gabang_runtime::timing("image resolved by reference");
         let lower_dirs = store.snapshot_dirs(&image)?;
         let rt = runtime(root)?;
         Ok((
@@ -335,6 +338,7 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
             },
         ))
     })();
+    gabang_runtime::timing("image resolved");
     let (rt, req) = match prepared {
         Ok(x) => x,
         Err(e) => {
@@ -387,6 +391,7 @@ fn run_attached(
         proxy_signals(rt.clone(), target.clone());
     }
     let id = rt.create(req)?;
+    gabang_runtime::timing("created");
     let _ = target.set(id.clone());
     let started = match rt.start(&id, attach) {
         Ok(s) => s,
@@ -397,7 +402,9 @@ fn run_attached(
             return Err(e);
         }
     };
+    gabang_runtime::timing("started");
     let code = started.wait()?;
+    gabang_runtime::timing("done");
     Ok((id, Some(code)))
 }
 
