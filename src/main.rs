@@ -34,9 +34,17 @@ enum Command {
     /// Manage images
     #[command(subcommand, name = "image")]
     ImageSub(cmd::image::ImageCommand),
+    /// Low-level layer tools (benchmarks, debugging)
+    #[command(subcommand, hide = true)]
+    Layer(cmd::layer::LayerCommand),
 }
 
 fn main() {
+    // Like other Unix tools, die quietly on a closed pipe (`gabang images | head -1`).
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
@@ -47,6 +55,7 @@ fn main() {
         Command::Container(c) => cmd::container::run(c, &cli.root),
         Command::Image(c) => cmd::image::run_top(c, &cli.root),
         Command::ImageSub(c) => cmd::image::run(c, &cli.root),
+        Command::Layer(c) => cmd::layer::run(c),
     };
     match res {
         Ok(code) => std::process::exit(code),

@@ -185,8 +185,17 @@ pub fn run(cmd: ImageCommand, root: &Path) -> Result<i32> {
                 changes: a.change,
                 message: a.message,
             };
-            let img = import(&store, &a.source, tag.as_ref(), &opts)
-                .with_context(|| format!("import {}", a.source.display()))?;
+            let bar = if a.source.is_file() {
+                let len = std::fs::metadata(&a.source).ok().map(|m| m.len());
+                ui::bytes_bar(len, "Importing")
+            } else {
+                ui::bytes_bar(None, "Importing")
+            };
+            let img = import(&store, &a.source, tag.as_ref(), &opts, &|n| {
+                bar.set_position(n)
+            })
+            .with_context(|| format!("import {}", a.source.display()))?;
+            bar.finish_and_clear();
             println!("{}", img.id);
         }
         ImageCommand::Ls(a) => list(&store, &a)?,

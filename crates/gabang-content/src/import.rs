@@ -5,7 +5,22 @@ use crate::error::{Error, IoContext, Result};
 use crate::layer::{decompressed, diff::write_layer, Compression};
 use crate::reference::ImageRef;
 use crate::store::{Image, NewLayer, Store};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+struct Counted<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+}
 use std::path::Path;
 
 /// Dockerfile-like changes applied to an imported image's config (`--change`).
@@ -83,6 +98,7 @@ pub fn import(
     source: &Path,
     tag: Option<&ImageRef>,
     opts: &ImportOptions,
+    progress: &dyn Fn(u64),
 ) -> Result<Image> {
     let _lease = store.lease()?;
     let mut fresh_layer = None;
@@ -104,11 +120,26 @@ pub fn import(
         } else {
             Box::new(std::fs::File::open(source).ctx(|| format!("open {}", source.display()))?)
         };
-        let (_, mut tar) = decompressed(input).ctx(|| format!("read {}", source.display()))?;
+        let read = Arc::new(AtomicU64::new(0));
+        let counted = Counted {
+            inner: input,
+            n: read.clone(),
+        };
+        let (_, mut tar) = decompressed(counted).ctx(|| format!("read {}", source.display()))?;
         let bw = store.blobs().writer(Algorithm::Sha256)?;
         let enc = flate2::write::GzEncoder::new(bw, flate2::Compression::fast());
         let mut hw = HashingWriter::new(enc, Algorithm::Sha256);
-        io::copy(&mut tar, &mut hw).ctx(|| format!("read {}", source.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match tar.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).ctx(|| format!("read {}", source.display())),
+            };
+            hw.write_all(&buf[..n]).ctx(|| "write layer".to_string())?;
+            progress(read.load(Ordering::Relaxed));
+        }
         let (enc, diff_id, tar_size) = hw.finish();
         if tar_size == 0 {
             return Err(Error::BadArchive {

@@ -47,6 +47,10 @@ impl Meta {
                  image TEXT NOT NULL,
                  owner TEXT NOT NULL,
                  PRIMARY KEY (image, owner));
+             CREATE TABLE IF NOT EXISTS blob_refs (
+                 owner TEXT NOT NULL,
+                 digest TEXT NOT NULL,
+                 PRIMARY KEY (owner, digest));
              CREATE TABLE IF NOT EXISTS leases (
                  id TEXT PRIMARY KEY,
                  pid INTEGER NOT NULL,
@@ -186,6 +190,49 @@ impl Meta {
         let rows = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub(crate) fn add_blob_refs(&mut self, owner: &str, digests: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for d in digests {
+            tx.execute(
+                "INSERT OR IGNORE INTO blob_refs (owner, digest) VALUES (?1, ?2)",
+                params![owner, d],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_blob_refs(
+        &mut self,
+        owner: &str,
+        digests: Option<&[String]>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        match digests {
+            None => {
+                tx.execute("DELETE FROM blob_refs WHERE owner = ?1", [owner])?;
+            }
+            Some(ds) => {
+                for d in ds {
+                    tx.execute(
+                        "DELETE FROM blob_refs WHERE owner = ?1 AND digest = ?2",
+                        params![owner, d],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn all_blob_refs(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT DISTINCT digest FROM blob_refs")?;
+        let rows = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(rows)
     }
 

@@ -445,6 +445,18 @@ impl Store {
         self.resolve_image(&img.manifest_digest.to_string())
     }
 
+    /// Record that `owner` (e.g. `registry:app`) references these blobs: GC keeps them.
+    pub fn add_blob_refs(&self, owner: &str, digests: &[Digest]) -> Result<()> {
+        let ds: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        self.meta()?.add_blob_refs(owner, &ds)
+    }
+
+    /// Drop `owner`'s references to these blobs (all of them when `None`).
+    pub fn remove_blob_refs(&self, owner: &str, digests: Option<&[Digest]>) -> Result<()> {
+        let ds: Option<Vec<String>> = digests.map(|v| v.iter().map(|d| d.to_string()).collect());
+        self.meta()?.remove_blob_refs(owner, ds.as_deref())
+    }
+
     pub fn add_usage(&self, image_id: &str, owner: &str) -> Result<()> {
         self.meta()?.add_usage(image_id, owner)
     }
@@ -526,12 +538,13 @@ impl Store {
     /// Garbage-collect blobs and snapshots that no image, container or live lease uses.
     pub fn gc(&self) -> Result<GcReport> {
         let oldest_lease = self.meta()?.oldest_live_lease()?;
-        let (rows, usage) = {
+        let (rows, usage, refs) = {
             let m = self.meta()?;
-            (m.images()?, m.all_usage()?)
+            (m.images()?, m.all_usage()?, m.all_blob_refs()?)
         };
         let mut keep_blobs: HashSet<Digest> = HashSet::new();
         let mut keep_chains: HashSet<Digest> = HashSet::new();
+        keep_blobs.extend(refs.iter().filter_map(|d| d.parse::<Digest>().ok()));
         let used: BTreeSet<&str> = usage.iter().map(|(i, _)| i.as_str()).collect();
         for row in &rows {
             if let Ok(md) = row.manifest_digest.parse::<Digest>() {
@@ -550,10 +563,48 @@ impl Store {
                 Err(e) => tracing::warn!("gc: image {} unreadable: {e}", row.manifest_digest),
             }
         }
-        // Images removed while a container still uses them keep their snapshots through usage.
+        // Images removed (rmi -f) while a container still uses them keep their blobs and
+        // snapshots through usage: the key is an image ID (config) or a manifest digest.
         for u in used {
-            if let Ok(d) = u.parse::<Digest>() {
-                keep_blobs.insert(d);
+            let Ok(d) = u.parse::<Digest>() else { continue };
+            keep_blobs.insert(d.clone());
+            let Ok(bytes) = self.blobs.read(&d) else {
+                continue;
+            };
+            let (config, layers) = match serde_json::from_slice::<ImageManifest>(&bytes) {
+                Ok(m) => {
+                    let Ok(cd) = Digest::try_from(m.config().digest()) else {
+                        continue;
+                    };
+                    keep_blobs.insert(cd.clone());
+                    for l in m.layers() {
+                        if let Ok(ld) = Digest::try_from(l.digest()) {
+                            keep_blobs.insert(ld);
+                        }
+                    }
+                    (self.blobs.read(&cd).ok(), true)
+                }
+                Err(_) => (Some(bytes), false),
+            };
+            let Some(cfg) =
+                config.and_then(|b| serde_json::from_slice::<ImageConfiguration>(&b).ok())
+            else {
+                continue;
+            };
+            let diffs: Vec<Digest> = cfg
+                .rootfs()
+                .diff_ids()
+                .iter()
+                .filter_map(|d| d.parse().ok())
+                .collect();
+            keep_chains.extend(chain_ids(&diffs));
+            if !layers {
+                // Known only by config: keep every layer blob whose manifest used this config.
+                for row in rows.iter().filter(|r| r.config_digest == u) {
+                    if let Ok(img) = self.load_image(row, vec![]) {
+                        keep_blobs.extend(img.layer_digests().unwrap_or_default());
+                    }
+                }
             }
         }
         let mut report = GcReport::default();

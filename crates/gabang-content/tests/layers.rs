@@ -199,6 +199,7 @@ fn import_dir(store: &Store, dir: &Path, tag: &str) -> gabang_content::Image {
         dir,
         Some(&ImageRef::parse(tag).unwrap()),
         &Default::default(),
+        &|_| {},
     )
     .unwrap()
 }
@@ -227,8 +228,8 @@ fn importing_the_same_rootfs_twice_stores_its_bytes_once() {
     // Same tarball imported twice too.
     let t = tmp.path().join("r.tar");
     fs::write(&t, tar_dir(&src, Vec::new()).unwrap()).unwrap();
-    let c = gabang_content::import::import(&store, &t, None, &Default::default()).unwrap();
-    let d = gabang_content::import::import(&store, &t, None, &Default::default()).unwrap();
+    let c = gabang_content::import::import(&store, &t, None, &Default::default(), &|_| {}).unwrap();
+    let d = gabang_content::import::import(&store, &t, None, &Default::default(), &|_| {}).unwrap();
     assert_eq!(c.layer_digests().unwrap(), d.layer_digests().unwrap());
 }
 
@@ -339,4 +340,80 @@ fn concurrent_unpacks_of_one_image_agree() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "staging left behind: {names:?}");
+}
+
+#[test]
+fn docker_schema2_manifests_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("hello"), b"docker").unwrap();
+    let l = write_layer(store.blobs(), &src, Compression::Gzip).unwrap();
+    let cfg = serde_json::json!({"architecture":"amd64","os":"linux","config":{"Cmd":["/hello"]},
+        "rootfs":{"type":"layers","diff_ids":[l.diff_id.to_string()]}});
+    let cfg_bytes = serde_json::to_vec(&cfg).unwrap();
+    let cd = store.blobs().put(&cfg_bytes).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": cfg_bytes.len(), "digest": cd.to_string()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": l.size, "digest": l.digest.to_string()}]
+    });
+    let img = store
+        .add_manifest(
+            &serde_json::to_vec(&manifest).unwrap(),
+            gabang_content::store::DOCKER_MANIFEST,
+            &[ImageRef::parse("docker/style:1").unwrap()],
+        )
+        .unwrap();
+    assert_eq!(
+        img.manifest_media_type,
+        gabang_content::store::DOCKER_MANIFEST
+    );
+    assert_eq!(
+        store.resolve_image("docker/style:1").unwrap().id,
+        cd.to_string()
+    );
+    let dirs = store.snapshot_dirs(&img).unwrap();
+    assert_eq!(fs::read(dirs[0].join("hello")).unwrap(), b"docker");
+}
+
+#[test]
+fn blobs_referenced_by_other_owners_survive_gc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let kept = store.blobs().put(b"a registry layer").unwrap();
+    let lost = store.blobs().put(b"garbage").unwrap();
+    store
+        .add_blob_refs("registry:app", std::slice::from_ref(&kept))
+        .unwrap();
+    assert_eq!(store.gc().unwrap().blobs_removed, 1);
+    assert!(store.blobs().exists(&kept) && !store.blobs().exists(&lost));
+    store.remove_blob_refs("registry:app", None).unwrap();
+    assert_eq!(store.gc().unwrap().blobs_removed, 1);
+}
+
+#[test]
+fn rmi_force_of_an_image_in_use_keeps_its_snapshots_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"running").unwrap();
+    let img = import_dir(&store, &src, "busy:1");
+    store.add_usage(&img.id, "container:c1").unwrap();
+    store.remove_image("busy:1", true).unwrap();
+    store.gc().unwrap();
+    let dirs: Vec<PathBuf> = img
+        .chain_ids()
+        .unwrap()
+        .iter()
+        .map(|c| store.snapshots().fs_path(c))
+        .collect();
+    assert_eq!(fs::read(dirs[0].join("f")).unwrap(), b"running");
+    store.remove_usage(&img.id, "container:c1").unwrap();
+    let r = store.gc().unwrap();
+    assert_eq!(r.snapshots_removed, 1);
+    assert!(store.blobs().list().unwrap().is_empty());
 }

@@ -415,8 +415,9 @@ fn import_and_load_of_malicious_tars_store_nothing() {
     {
         let store = Store::open(&store_root).unwrap();
         let tag = gabang_content::ImageRef::parse("evil:1").unwrap();
-        let e = gabang_content::import::import(&store, &tarp, Some(&tag), &Default::default())
-            .unwrap_err();
+        let e =
+            gabang_content::import::import(&store, &tarp, Some(&tag), &Default::default(), &|_| {})
+                .unwrap_err();
         assert!(e.to_string().contains("../outside/pwned"), "{e}");
     }
     store_is_empty(&store_root);
