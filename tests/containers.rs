@@ -243,6 +243,11 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     assert_eq!(j["State"]["Status"], "running");
     assert_eq!(j["Name"], "/svc");
     assert!(j["State"]["Pid"].as_i64().unwrap() > 0);
+    let stats = env.ok(&["stats", "--no-stream", "svc"]);
+    assert!(
+        stats.contains("MEM USAGE") && stats.contains(&id[..12]),
+        "{stats}"
+    );
     // The name is taken.
     assert_eq!(
         env.code(&["run", "-d", "--name", "svc", "busybox:1", "true"]),
