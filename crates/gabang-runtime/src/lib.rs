@@ -86,6 +86,8 @@ pub struct Started {
 
 impl Started {
     /// Wait for the final exit of an attached container (after restarts, if any).
+    /// Returns as soon as the shim reports the exit (for `--rm`, after the container is
+    /// removed); the shim process is reaped by a background thread.
     pub fn wait(mut self) -> Result<i32> {
         let mut code = None;
         if let Some(r) = self.reader.as_mut() {
@@ -93,11 +95,15 @@ impl Started {
             while r.read_line(&mut line).unwrap_or(0) > 0 {
                 if let Some(c) = line.trim().strip_prefix("exited ") {
                     code = c.parse().ok();
+                    break;
                 }
                 line.clear();
             }
         }
-        let _ = self.child.wait();
+        let mut child = self.child;
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
         code.ok_or_else(|| RuntimeError::Shim("shim ended without reporting an exit".into()))
     }
 }
@@ -257,7 +263,13 @@ pub(crate) fn image_usage(root: &Path, image_id: &str, owner: &str, add: bool) {
     }
 }
 
+/// Phase timing for profiling (`GABANG_LOG=gabang::timing=debug`): wall clock per phase.
+pub fn timing(label: &str) {
+    tracing::debug!(target: "gabang::timing", "{} {label}", Utc::now().format("%H:%M:%S%.6f"));
+}
+
 /// The caller's side of the runtime.
+#[derive(Debug, Clone)]
 pub struct Runtime {
     cfg: RuntimeConfig,
     store: Store,

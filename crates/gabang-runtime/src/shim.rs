@@ -158,6 +158,7 @@ fn run_mode(a: &ShimArgs) -> i32 {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
+    crate::timing("shim main");
     let mut status = StatusPipe::new(a.status_fd);
     let fail = |status: &mut StatusPipe, code: i32, msg: String| {
         status.send(&format!("error {code} {msg}"));
@@ -186,6 +187,7 @@ fn run_mode(a: &ShimArgs) -> i32 {
     let mut outputs = Outputs::take(a.attach, &dir);
     let attach = &mut outputs;
     loop {
+        crate::timing("shim starting container");
         match start_container(&store, &cfg, &dir, &mut st, a.interactive) {
             Err(e) => {
                 let code = err_code(&e);
@@ -213,13 +215,16 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 st.oom_killed = false;
                 let _ = store.save_state(&cfg.id, &st);
                 status.send("started");
+                crate::timing("started sent");
                 let raw = (cfg.options.tty && a.attach)
                     .then(RawTerminal::enter)
                     .flatten();
                 let code = pump(run, &mut log, attach, a.interactive);
+                crate::timing("exited");
                 drop(raw);
                 st.oom_killed = oom_killed(&cfg.id);
                 cleanup(&store, &cfg, &dir);
+                crate::timing("cleanup done");
                 st.status = Status::Exited;
                 st.exit_code = Some(code);
                 st.finished_at = Some(Utc::now());
@@ -246,10 +251,18 @@ fn run_mode(a: &ShimArgs) -> i32 {
                     continue;
                 }
                 let _ = store.save_state(&cfg.id, &st);
-                status.send(&format!("exited {code}"));
+                crate::timing("cleaned up");
                 if cfg.options.auto_remove {
-                    remove_all(&store, &cfg, &dir);
+                    // The container is gone before the caller hears of the exit; the image
+                    // usage record (a database write) is dropped after.
+                    remove_dir(&store, &cfg, &dir);
+                    crate::timing("dir removed");
+                    status.send(&format!("exited {code}"));
+                    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
+                } else {
+                    status.send(&format!("exited {code}"));
                 }
+                crate::timing("removed");
                 return code;
             }
         }
@@ -280,6 +293,7 @@ fn start_container(
     interactive: bool,
 ) -> Result<Running> {
     rootfs::mount_overlay(dir, &cfg.lower_dirs)?;
+    crate::timing("overlay mounted");
     let rootfs_dir = dir.rootfs();
     let user = crate::user::resolve_user(&rootfs_dir, &cfg.user)?;
     let mut env = cfg.env.clone();
@@ -328,6 +342,7 @@ fn start_container(
         seccomp: true,
     })?;
     spec::write_spec(&dir.bundle(), &spec)?;
+    crate::timing("spec written");
 
     let lc_root = dir.lc_root();
     let _ = std::fs::remove_dir_all(lc_root.join(&cfg.id));
@@ -376,6 +391,7 @@ fn start_container(
     } else {
         err_w
     };
+    crate::timing("libcontainer build");
     let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(&lc_root)
         .map_err(lc_err)?
@@ -388,6 +404,7 @@ fn start_container(
         .build()
         .map_err(lc_err)?;
     container.start().map_err(lc_err)?;
+    crate::timing("container started");
     let pid = container
         .pid()
         .ok_or_else(|| RuntimeError::Libcontainer("container has no pid".into()))?;
@@ -604,6 +621,7 @@ fn oom_killed(id: &str) -> bool {
 /// Undo everything `start_container` did; idempotent.
 pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
     let lc = dir.lc_root().join(&cfg.id);
+    crate::timing("cleanup: libcontainer delete");
     if lc.exists() {
         match Container::load(lc.clone()) {
             Ok(mut c) => {
@@ -615,7 +633,9 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
         }
         let _ = std::fs::remove_dir_all(&lc);
     }
+    crate::timing("cleanup: remove cgroups");
     crate::remove_cgroups(&cfg.id);
+    crate::timing("cleanup: umount");
     if let Err(e) = rootfs::umount_rootfs(dir) {
         tracing::warn!("{e}");
     }
@@ -629,8 +649,15 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
 }
 
 pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
+    if remove_dir(store, cfg, dir) {
+        crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
+    }
+}
+
+/// Remove the container's dir and name (not its image usage). False if still mounted.
+fn remove_dir(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) -> bool {
     if rootfs::is_mountpoint(&dir.rootfs()) {
-        return; // never recurse into a mounted rootfs
+        return false; // never recurse into a mounted rootfs
     }
     // Rename first so the container disappears atomically, then delete at leisure.
     let trash = dir
@@ -643,7 +670,7 @@ pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDi
         let _ = std::fs::remove_dir_all(&dir.dir);
         store.release_name(&cfg.name, &cfg.id);
     }
-    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
+    true
 }
 
 fn exec_mode(a: &ShimArgs) -> i32 {
