@@ -804,8 +804,30 @@ async fn push_async(
 
 // ---------------------------------------------------------------- pull
 
-/// Pull `reference` into the store and register it under its tag.
+/// Pull `reference` into the store and register it under its tag (which unpacks its layers).
 pub fn pull(store: &Store, reference: &ImageRef, opts: &Options) -> Result<(Image, PullReport)> {
+    let _lease = store.lease()?;
+    let f = fetch(store, reference, opts)?;
+    let tags: Vec<ImageRef> = if reference.tag().is_some() && reference.digest().is_none() {
+        vec![reference.clone()]
+    } else {
+        vec![]
+    };
+    let image = store.add_manifest(&f.manifest, &f.media_type, &tags)?;
+    Ok((image, f.report))
+}
+
+/// A manifest whose config and layers are in the content store, verified, not yet an image.
+pub struct Fetched {
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub report: PullReport,
+}
+
+/// Download the manifest (the linux/amd64 one of an index) and every blob it needs into the
+/// content store, each verified against its digest and size before it is committed. Callers
+/// register the image with `Store::add_manifest` (as [`pull`] does) while holding a lease.
+pub fn fetch(store: &Store, reference: &ImageRef, opts: &Options) -> Result<Fetched> {
     runtime()?.block_on(pull_async(store, reference, opts))
 }
 
@@ -925,11 +947,7 @@ async fn pull_blob(
     Ok(Some(size))
 }
 
-async fn pull_async(
-    store: &Store,
-    reference: &ImageRef,
-    opts: &Options,
-) -> Result<(Image, PullReport)> {
+async fn pull_async(store: &Store, reference: &ImageRef, opts: &Options) -> Result<Fetched> {
     let conn = Conn::new(reference, opts, "pull")?;
     conn.ping().await?;
     let refname = reference
@@ -970,7 +988,6 @@ async fn pull_async(
     for l in doc["layers"].as_array().into_iter().flatten() {
         blobs.push(desc(l)?);
     }
-    let _lease = store.lease()?;
     let mp = bars(opts);
     let conn_ref = &conn;
     let results: Vec<Result<Option<u64>>> =
@@ -994,13 +1011,11 @@ async fn pull_async(
             None => report.present += 1,
         }
     }
-    let tags: Vec<ImageRef> = if reference.tag().is_some() && reference.digest().is_none() {
-        vec![reference.clone()]
-    } else {
-        vec![]
-    };
-    let image = tokio::task::block_in_place(|| store.add_manifest(&bytes, &mt, &tags))?;
-    Ok((image, report))
+    Ok(Fetched {
+        manifest: bytes,
+        media_type: mt,
+        report,
+    })
 }
 
 /// Check credentials against a registry (`GET /v2/` with the auth flow), then store them.
