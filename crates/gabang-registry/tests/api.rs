@@ -938,3 +938,65 @@ fn online_gc_never_loses_blobs_of_concurrent_pushes() {
     }
     assert!(t.store.blobs().exists(&s.parse().unwrap()));
 }
+
+/// An upload survives a server restart: its offset is in the db and its bytes on disk, so the
+/// client asks for the status and continues; the digest is recomputed from the file.
+#[test]
+fn upload_resumes_after_restart_and_sessions_are_bounded() {
+    use gabang_registry::server::BackgroundServer;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |max_uploads: u64| {
+        let store = Arc::new(gabang_content::Store::open(dir.path()).unwrap());
+        let cfg = Config {
+            max_uploads,
+            ..Default::default()
+        };
+        let reg = Arc::new(gabang_registry::Registry::open(store, cfg).unwrap());
+        BackgroundServer::start(reg, "127.0.0.1:0".parse().unwrap(), None).unwrap()
+    };
+    let c = http();
+    let data = noise(77, 200_000);
+    let s1 = open(1);
+    let base1 = format!("http://{}", s1.addr);
+    let r = c
+        .post(format!("{base1}/v2/r/blobs/uploads/"))
+        .send()
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    // A second session exceeds max_uploads = 1.
+    let r = c
+        .post(format!("{base1}/v2/r/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        code(r),
+        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".into())
+    );
+    let r = c
+        .patch(format!("{base1}{loc}"))
+        .body(data[..120_000].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    drop(s1);
+    let s2 = open(10);
+    let base2 = format!("http://{}", s2.addr);
+    let r = c.get(format!("{base2}{loc}")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["range"], "0-119999");
+    let d = sha(&data).to_string();
+    let r = c
+        .put(format!("{base2}{loc}?digest={d}"))
+        .header("Content-Range", "120000-199999")
+        .body(data[120_000..].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text());
+    let got = c
+        .get(format!("{base2}/v2/r/blobs/{d}"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(got.as_ref(), &data[..]);
+}
