@@ -129,47 +129,73 @@ fn main() {
         docker_config: Some(work.path().join("cfg.json")),
         ..Default::default()
     };
+    println!(
+        "medians of {} runs each, interleaved",
+        std::env::var("BENCH_REPS").unwrap_or_else(|_| "3".into())
+    );
     println!("| image | op | gabang (s) | skopeo+distribution (s) | gabang MiB/s | skopeo MiB/s | ratio |");
     println!("|---|---|---|---|---|---|---|");
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     for (name, img, size_mb) in &images {
-        // gabang client → gabang server (fresh server root).
-        let t = TestRegistry::start(Config::default());
-        let dest = ImageRef::parse(&format!("{}/b/{name}:1", t.host())).unwrap();
-        let s = Instant::now();
-        client::push(&src, &format!("local/{name}:1"), &dest, &opts).unwrap();
-        let g_push = secs(s);
-        let dst = Store::open(&work.path().join(format!("dst-{name}"))).unwrap();
-        let s = Instant::now();
-        let f = client::fetch(&dst, &dest, &opts).unwrap();
-        let g_fetch = secs(s);
-        let p = dst
-            .add_manifest(&f.manifest, &f.media_type, std::slice::from_ref(&dest))
-            .unwrap();
-        let g_pull = secs(s);
-        assert_eq!(p.config_digest, img.config_digest);
-        drop(t);
-        // skopeo → CNCF Distribution (fresh).
-        let d = Distribution::start();
-        let s = Instant::now();
-        skopeo(&[
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:{name}", layout.display()),
-            &format!("docker://{}/b/{name}:1", d.host),
-        ]);
-        let s_push = secs(s);
-        let out = work.path().join(format!("sk-{name}"));
-        let s = Instant::now();
-        skopeo(&[
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            &format!("docker://{}/b/{name}:1", d.host),
-            &format!("oci:{}:{name}", out.display()),
-        ]);
-        let s_pull = secs(s);
-        drop(d);
+        let mut m: [Vec<f64>; 5] = Default::default();
+        for rep in 0..reps {
+            // gabang client → gabang server (fresh server root and destination store).
+            let t = TestRegistry::start(Config::default());
+            let dest = ImageRef::parse(&format!("{}/b/{name}:1", t.host())).unwrap();
+            let s = Instant::now();
+            client::push(&src, &format!("local/{name}:1"), &dest, &opts).unwrap();
+            m[0].push(secs(s));
+            let dst = Store::open(&work.path().join(format!("dst-{name}-{rep}"))).unwrap();
+            let s = Instant::now();
+            let f = client::fetch(&dst, &dest, &opts).unwrap();
+            m[1].push(secs(s));
+            let p = dst
+                .add_manifest(&f.manifest, &f.media_type, std::slice::from_ref(&dest))
+                .unwrap();
+            m[2].push(secs(s));
+            assert_eq!(p.config_digest, img.config_digest);
+            drop(t);
+            drop(dst);
+            let _ = std::fs::remove_dir_all(work.path().join(format!("dst-{name}-{rep}")));
+            // skopeo → CNCF Distribution (fresh registry and destination layout).
+            let d = Distribution::start();
+            let s = Instant::now();
+            skopeo(&[
+                "copy",
+                "-q",
+                "--dest-tls-verify=false",
+                &format!("oci:{}:{name}", layout.display()),
+                &format!("docker://{}/b/{name}:1", d.host),
+            ]);
+            m[3].push(secs(s));
+            let out = work.path().join(format!("sk-{name}-{rep}"));
+            let s = Instant::now();
+            skopeo(&[
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+                &format!("docker://{}/b/{name}:1", d.host),
+                &format!("oci:{}:{name}", out.display()),
+            ]);
+            m[4].push(secs(s));
+            drop(d);
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let [mut a, mut b, mut c, mut d, mut e] = m;
+        let (g_push, g_fetch, g_pull, s_push, s_pull) = (
+            med(&mut a),
+            med(&mut b),
+            med(&mut c),
+            med(&mut d),
+            med(&mut e),
+        );
         for (op, g, k) in [
             ("push", g_push, s_push),
             ("pull: blobs fetched + verified", g_fetch, s_pull),

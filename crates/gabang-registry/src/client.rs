@@ -15,6 +15,7 @@ use crate::error::{invalid, io_ctx, Error, Result};
 use crate::manifest::{self, ALL_MANIFEST_TYPES};
 use base64::Engine as _;
 use futures_util::StreamExt;
+use gabang_content::blobs::BlobStore;
 use gabang_content::{Digest, Image, ImageRef, Store};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::header::{
@@ -598,7 +599,7 @@ enum Sent {
 
 async fn push_blob(
     conn: &Conn,
-    store: &Store,
+    blobs: &BlobStore,
     d: &Digest,
     size: u64,
     opts: &Options,
@@ -609,7 +610,7 @@ async fn push_blob(
         pb.finish_with_message("exists");
         return Ok(Sent::Skipped);
     }
-    let path = store.blobs().path(d);
+    let path = blobs.path(d);
     // Mount without `from` (OCI 1.1): a registry that finds the blob elsewhere mounts it,
     // others just open an upload session.
     let start = conn.url(&format!("v2/{}/blobs/uploads/?mount={ds}", conn.repo))?;
@@ -739,7 +740,7 @@ async fn push_async(
     dest: &ImageRef,
     opts: &Options,
 ) -> Result<PushReport> {
-    let conn = Conn::new(dest, opts, "pull,push")?;
+    let conn = Arc::new(Conn::new(dest, opts, "pull,push")?);
     conn.ping().await?;
     let mut blobs: Vec<(Digest, u64)> =
         vec![(image.config_digest.clone(), image.manifest.config().size())];
@@ -749,10 +750,21 @@ async fn push_async(
     let mut seen = std::collections::HashSet::new();
     blobs.retain(|(d, _)| seen.insert(d.clone()));
     let mp = bars(opts);
-    let conn_ref = &conn;
+    // One task per blob on the runtime's threads (hashing and I/O spread over the cores).
     let results: Vec<Result<Sent>> = futures_util::stream::iter(blobs.iter().map(|(d, size)| {
         let pb = bar(&mp, &d.to_string(), *size);
-        async move { push_blob(conn_ref, store, d, *size, opts, pb).await }
+        let (conn, bs, o, d, size) = (
+            conn.clone(),
+            store.blobs().clone(),
+            opts.clone(),
+            d.clone(),
+            *size,
+        );
+        async move {
+            tokio::spawn(async move { push_blob(&conn, &bs, &d, size, &o, pb).await })
+                .await
+                .unwrap_or_else(|e| Err(Error::Config(format!("upload task failed: {e}"))))
+        }
     }))
     .buffer_unordered(opts.concurrency.max(1))
     .collect()
@@ -905,12 +917,12 @@ async fn get_manifest(
 
 async fn pull_blob(
     conn: &Conn,
-    store: &Store,
+    blobs: &BlobStore,
     d: &Digest,
     size: u64,
     pb: ProgressBar,
 ) -> Result<Option<u64>> {
-    if store.blobs().exists(d) {
+    if blobs.exists(d) {
         pb.finish_with_message("exists");
         return Ok(None);
     }
@@ -922,7 +934,7 @@ async fn pull_blob(
     if !resp.status().is_success() {
         return Err(conn.fail(&format!("blob {ds}"))(error_message(resp).await));
     }
-    let mut w = store.blobs().writer(d.algorithm())?;
+    let mut w = blobs.writer(d.algorithm())?;
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let c = chunk.map_err(|e| network(&conn.registry, e))?;
@@ -948,7 +960,7 @@ async fn pull_blob(
 }
 
 async fn pull_async(store: &Store, reference: &ImageRef, opts: &Options) -> Result<Fetched> {
-    let conn = Conn::new(reference, opts, "pull")?;
+    let conn = Arc::new(Conn::new(reference, opts, "pull")?);
     conn.ping().await?;
     let refname = reference
         .digest()
@@ -989,11 +1001,15 @@ async fn pull_async(store: &Store, reference: &ImageRef, opts: &Options) -> Resu
         blobs.push(desc(l)?);
     }
     let mp = bars(opts);
-    let conn_ref = &conn;
     let results: Vec<Result<Option<u64>>> =
         futures_util::stream::iter(blobs.iter().map(|(d, s)| {
             let pb = bar(&mp, &d.to_string(), *s);
-            async move { pull_blob(conn_ref, store, d, *s, pb).await }
+            let (conn, bs, d, s) = (conn.clone(), store.blobs().clone(), d.clone(), *s);
+            async move {
+                tokio::spawn(async move { pull_blob(&conn, &bs, &d, s, pb).await })
+                    .await
+                    .unwrap_or_else(|e| Err(Error::Config(format!("download task failed: {e}"))))
+            }
         }))
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
@@ -1049,9 +1065,6 @@ pub fn logout(registry: &str, opts: &Options) -> Result<bool> {
     }
     Ok(had)
 }
-
-#[allow(dead_code)]
-fn _arc(_: Arc<()>) {}
 
 #[cfg(test)]
 mod tests {
