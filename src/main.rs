@@ -37,6 +37,11 @@ enum Command {
     /// Low-level layer tools (benchmarks, debugging)
     #[command(subcommand, hide = true)]
     Layer(cmd::layer::LayerCommand),
+    #[command(flatten)]
+    RegistryTop(cmd::registry::RegistryTopCommand),
+    /// Run or maintain an OCI registry
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
 }
 
 fn main() {
@@ -56,6 +61,8 @@ fn main() {
         Command::Image(c) => cmd::image::run_top(c, &cli.root),
         Command::ImageSub(c) => cmd::image::run(c, &cli.root),
         Command::Layer(c) => cmd::layer::run(c),
+        Command::RegistryTop(c) => cmd::registry::run_top(c, &cli.root),
+        Command::Registry(c) => cmd::registry::run(c, &cli.root),
     };
     match res {
         Ok(code) => std::process::exit(code),
