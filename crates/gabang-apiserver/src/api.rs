@@ -71,6 +71,16 @@ impl Req {
         if self.body.is_empty() {
             return Err(ApiError::bad_request("request body is empty"));
         }
+        if self.content_type.contains("protobuf") || self.content_type.contains("cbor") {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "request bodies in {} are not supported; send application/json",
+                    self.content_type
+                ),
+            ));
+        }
         serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
     }
@@ -147,6 +157,18 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .trim()
         .to_string();
     let method = req.method().clone();
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("request body over {MAX_BODY} bytes"),
+        ));
+    }
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|_| {
