@@ -1036,6 +1036,10 @@ impl Api<'_> {
             } else {
                 None
             };
+            if def.kind == "Pod" && already && grace != Some(0) && finalizers.is_empty() {
+                // Already terminating gracefully: only a zero grace period removes it now.
+                return Ok(obj);
+            }
             let mark = def.kind == "Namespace" || !finalizers.is_empty() || pod_grace.is_some();
             if dry_run {
                 return Ok(obj);
