@@ -368,3 +368,25 @@ async fn python_kubernetes_client_creates_lists_watches() {
     assert!(stdout.contains("deployment py-web replicas 3"), "{stdout}");
     s.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_tables_for_pods_nodes_namespaces() {
+    let s = support::start().await;
+    let pod = s.write("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p1, labels: {app: x}}\nspec:\n  containers:\n  - {name: c, image: busybox}\n");
+    s.ok(&["apply", "-f", &pod]);
+    let t = s.ok(&["get", "pods"]);
+    let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["p1", "0/1", "Pending", "0"]);
+    let wide = s.ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
+    let ns = s.ok(&["get", "ns"]);
+    assert!(
+        ns.starts_with("NAME") && ns.contains("STATUS") && ns.contains("kube-system"),
+        "{ns}"
+    );
+    let d = s.ok(&["describe", "pod", "p1"]);
+    assert!(d.contains("busybox") && d.contains("Pending"), "{d}");
+    s.handle.shutdown().await;
+}
