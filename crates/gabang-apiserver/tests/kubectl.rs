@@ -318,6 +318,21 @@ async fn list_pages_selectors_and_watch_gone() {
         .unwrap()
         .to_string();
 
+    // Streaming list: initial events, then a bookmark marking their end.
+    let (code, body) = s.curl(true, &["--max-time", "3"], "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&labelSelector=tier%3Dodd");
+    assert_eq!(code, 200, "{body}");
+    let types: Vec<String> = body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, ["ADDED", "ADDED", "BOOKMARK"], "{body}");
+    assert!(body.contains("k8s.io/initial-events-end"), "{body}");
+
     // After compaction a watch from an old revision ends with 410 Expired.
     s.ok(&["label", "cm", "c1", "x=y"]);
     let rev = s.store.current_revision().await.unwrap();
