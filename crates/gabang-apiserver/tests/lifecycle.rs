@@ -1,0 +1,315 @@
+//! Object lifecycle over raw HTTP: status subresource, generation, finalizers,
+//! pod binding and graceful delete, deletecollection, namespace termination, patches.
+
+mod support;
+
+use serde_json::{json, Value};
+
+fn post(s: &support::TestServer, path: &str, body: &Value) -> (u16, Value) {
+    let (code, b) = s.curl(
+        true,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ],
+        path,
+    );
+    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+}
+
+fn send(
+    s: &support::TestServer,
+    method: &str,
+    ctype: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let (code, b) = s.curl(
+        true,
+        &[
+            "-X",
+            method,
+            "-H",
+            &format!("Content-Type: {ctype}"),
+            "-d",
+            &body.to_string(),
+        ],
+        path,
+    );
+    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+}
+
+fn get(s: &support::TestServer, path: &str) -> (u16, Value) {
+    let (code, b) = s.curl(true, &[], path);
+    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+}
+
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+fn deployment(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_generation_and_patches() {
+    let s = support::start().await;
+    let (code, d) = post(&s, DEPLOYS, &deployment("d1"));
+    assert_eq!(code, 201, "{d}");
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert_eq!(d["spec"]["replicas"], 1);
+
+    // The status subresource changes only status; the main resource keeps status.
+    let mut st = d.clone();
+    st["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    st["spec"]["replicas"] = json!(9);
+    let (code, out) = send(
+        &s,
+        "PUT",
+        "application/json",
+        &format!("{DEPLOYS}/d1/status"),
+        &st,
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["status"]["readyReplicas"], 1);
+    assert_eq!(out["spec"]["replicas"], 1);
+    assert_eq!(out["metadata"]["generation"], 1);
+    let (code, out) = send(
+        &s,
+        "PATCH",
+        "application/merge-patch+json",
+        &format!("{DEPLOYS}/d1"),
+        &json!({"spec": {"replicas": 3}, "status": {"readyReplicas": 0}}),
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["metadata"]["generation"], 2);
+    assert_eq!(
+        out["status"]["readyReplicas"], 1,
+        "status kept on the main resource"
+    );
+
+    // JSON patch, strategic merge patch, scale subresource.
+    let (code, out) = send(
+        &s,
+        "PATCH",
+        "application/json-patch+json",
+        &format!("{DEPLOYS}/d1"),
+        &json!([{"op": "replace", "path": "/spec/replicas", "value": 4}]),
+    );
+    assert_eq!((code, out["spec"]["replicas"].clone()), (200, json!(4)));
+    let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "nginx"}]}}}});
+    let (code, out) = send(
+        &s,
+        "PATCH",
+        "application/strategic-merge-patch+json",
+        &format!("{DEPLOYS}/d1"),
+        &smp,
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (code, sc) = get(&s, &format!("{DEPLOYS}/d1/scale"));
+    assert_eq!(
+        (code, sc["kind"].clone(), sc["spec"]["replicas"].clone()),
+        (200, json!("Scale"), json!(4))
+    );
+    assert_eq!(sc["status"]["selector"], "app=d1");
+    // A stale resourceVersion in a patch is a conflict; validation runs on patches.
+    let (code, _) = send(
+        &s,
+        "PATCH",
+        "application/merge-patch+json",
+        &format!("{DEPLOYS}/d1"),
+        &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 2}}),
+    );
+    assert_eq!(code, 409);
+    let (code, e) = send(
+        &s,
+        "PATCH",
+        "application/merge-patch+json",
+        &format!("{DEPLOYS}/d1"),
+        &json!({"spec": {"replicas": -2}}),
+    );
+    assert_eq!(code, 422, "{e}");
+    assert_eq!(e["details"]["causes"][0]["field"], "spec.replicas");
+    // Server-side apply creates, then merges.
+    let (code, out) = send(
+        &s,
+        "PATCH",
+        "application/apply-patch+yaml",
+        "/api/v1/namespaces/default/configmaps/ssa?fieldManager=t",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}}),
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = send(
+        &s,
+        "PATCH",
+        "application/apply-patch+yaml",
+        "/api/v1/namespaces/default/configmaps/ssa?fieldManager=t",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}}),
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_binding_and_graceful_pod_delete() {
+    let s = support::start().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, _) = post(
+        &s,
+        cms,
+        &json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}),
+    );
+    assert_eq!(code, 201);
+    let (code, d) = send(
+        &s,
+        "DELETE",
+        "application/json",
+        &format!("{cms}/f"),
+        &json!({}),
+    );
+    assert_eq!(code, 200, "{d}");
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(get(&s, &format!("{cms}/f")).0, 200, "held by its finalizer");
+    let (code, _) = send(
+        &s,
+        "PATCH",
+        "application/merge-patch+json",
+        &format!("{cms}/f"),
+        &json!({"metadata": {"finalizers": null}}),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        get(&s, &format!("{cms}/f")).0,
+        404,
+        "gone with its last finalizer"
+    );
+
+    // Foreground deletion is recorded as a finalizer.
+    post(&s, cms, &json!({"metadata": {"name": "fg"}}));
+    let (_, d) = send(
+        &s,
+        "DELETE",
+        "application/json",
+        &format!("{cms}/fg"),
+        &json!({"propagationPolicy": "Foreground"}),
+    );
+    assert_eq!(d["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, p) = post(
+        &s,
+        pods,
+        &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    );
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(p["status"]["phase"], "Pending");
+    let (code, b) = post(
+        &s,
+        &format!("{pods}/p/binding"),
+        &json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}}),
+    );
+    assert_eq!(code, 201, "{b}");
+    let (code, _) = post(
+        &s,
+        &format!("{pods}/p/binding"),
+        &json!({"metadata": {"name": "p"}, "target": {"name": "n2"}}),
+    );
+    assert_eq!(code, 409, "bound once");
+    let (_, p) = get(&s, &format!("{pods}/p"));
+    assert_eq!(p["spec"]["nodeName"], "n1");
+    // A bound pod is deleted gracefully: marked, then removed with grace 0.
+    let (_, d) = send(
+        &s,
+        "DELETE",
+        "application/json",
+        &format!("{pods}/p"),
+        &json!({}),
+    );
+    assert_eq!(d["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert_eq!(get(&s, &format!("{pods}/p")).0, 200);
+    send(
+        &s,
+        "DELETE",
+        "application/json",
+        &format!("{pods}/p"),
+        &json!({"gracePeriodSeconds": 0}),
+    );
+    assert_eq!(get(&s, &format!("{pods}/p")).0, 404);
+
+    // deletecollection with a label selector.
+    for (n, l) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        post(
+            &s,
+            cms,
+            &json!({"metadata": {"name": n, "labels": {"k": l}}}),
+        );
+    }
+    let (code, _) = send(
+        &s,
+        "DELETE",
+        "application/json",
+        &format!("{cms}?labelSelector=k%3Dx"),
+        &json!({}),
+    );
+    assert_eq!(code, 200);
+    let out = s.ok(&["get", "cm", "-l", "k", "-o", "name"]);
+    assert_eq!(out.trim(), "configmap/c");
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_removes_its_objects() {
+    let s = support::start().await;
+    let (code, ns) = post(
+        &s,
+        "/api/v1/namespaces",
+        &json!({"metadata": {"name": "team"}}),
+    );
+    assert_eq!(code, 201, "{ns}");
+    assert_eq!(ns["status"]["phase"], "Active");
+    let (code, _) = post(
+        &s,
+        "/api/v1/namespaces/team/configmaps",
+        &json!({"metadata": {"name": "x"}}),
+    );
+    assert_eq!(code, 201);
+    let (code, d) = send(
+        &s,
+        "DELETE",
+        "application/json",
+        "/api/v1/namespaces/team",
+        &json!({}),
+    );
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(d["status"]["phase"], "Terminating");
+    // The namespace goes once its contents are gone; poll its state, not a clock.
+    let mut gone = false;
+    for _ in 0..200 {
+        if get(&s, "/api/v1/namespaces/team").0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "namespace never went away");
+    assert_eq!(get(&s, "/api/v1/namespaces/team/configmaps/x").0, 404);
+    let (code, e) = post(
+        &s,
+        "/api/v1/namespaces/team/configmaps",
+        &json!({"metadata": {"name": "y"}}),
+    );
+    assert_eq!(code, 404, "{e}");
+    s.handle.shutdown().await;
+}
