@@ -24,12 +24,25 @@ want file file
 want dockerd docker.io
 want hyperfine hyperfine
 want umoci umoci
+want openssl openssl
+want python3 python3
+[ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "==> apt-get install ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# The API server's tests drive real clients: kubectl and the python `kubernetes` package.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "==> kubectl missing: installing Debian's kubernetes-client"
+  apt-get install -y -qq kubernetes-client >/dev/null 2>&1 || echo "warning: kubectl not installable; API tests will fail" >&2
+fi
+if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
+  echo "==> pip install kubernetes"
+  python3 -m pip install -q kubernetes
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

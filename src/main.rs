@@ -30,6 +30,8 @@ enum Command {
     #[command(flatten)]
     Container(cmd::container::ContainerCommand),
     #[command(flatten)]
+    Cluster(cmd::cluster::ClusterCommand),
+    #[command(flatten)]
     Image(cmd::image::TopImageCommand),
     /// Manage images
     #[command(subcommand, name = "image")]
@@ -58,6 +60,7 @@ fn main() {
         .init();
     let res = match cli.command {
         Command::Container(c) => cmd::container::run(c, &cli.root),
+        Command::Cluster(c) => cmd::cluster::run(c, &cli.root),
         Command::Image(c) => cmd::image::run_top(c, &cli.root),
         Command::ImageSub(c) => cmd::image::run(c, &cli.root),
         Command::Layer(c) => cmd::layer::run(c),

@@ -1,9 +1,4 @@
 //! `gabang server`: the Kubernetes-compatible API server (crate `gabang-apiserver`).
-//!
-//! Wiring (by the lead): add `gabang-apiserver` and `tokio` (rt-multi-thread, signal) to
-//! the root package, `pub mod cluster;` to `cmd/mod.rs`, and a
-//! `#[command(flatten)] Cluster(cmd::cluster::ClusterCommand)` variant run with
-//! `cmd::cluster::run(c, &cli.root)`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -111,6 +111,36 @@ impl Meta {
         Ok(rows)
     }
 
+    /// The image a fully qualified `name:tag` points at, with all of its tags.
+    pub(crate) fn by_tag(&self, name: &str) -> Result<Option<(ImageRow, Vec<String>)>> {
+        use rusqlite::OptionalExtension;
+        let row = self
+            .conn
+            .query_row(
+                "SELECT i.manifest_digest, i.media_type, i.config_digest, i.added
+                   FROM tags t JOIN images i ON i.manifest_digest = t.manifest_digest
+                  WHERE t.name = ?1",
+                [name],
+                |r| {
+                    Ok(ImageRow {
+                        manifest_digest: r.get(0)?,
+                        media_type: r.get(1)?,
+                        config_digest: r.get(2)?,
+                        added: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        let Some(row) = row else { return Ok(None) };
+        let mut st = self
+            .conn
+            .prepare("SELECT name FROM tags WHERE manifest_digest = ?1 ORDER BY name")?;
+        let tags = st
+            .query_map([&row.manifest_digest], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(Some((row, tags)))
+    }
+
     /// All (tag, manifest digest) pairs.
     pub(crate) fn tags(&self) -> Result<Vec<(String, String)>> {
         let mut st = self

@@ -217,8 +217,15 @@ impl Store {
 
     /// Find an image by `name[:tag]`, `name@digest`, full or short image ID, or manifest digest.
     pub fn resolve_image(&self, reference: &str) -> Result<Image> {
-        let images = self.list_images()?;
         let by_ref = ImageRef::parse(reference);
+        // Fast path: a tag is one indexed lookup.
+        if let Some(t) = by_ref.as_ref().ok().filter(|r| r.digest().is_none()).and_then(|r| r.tagged()) {
+            let hit = self.meta()?.by_tag(&t)?;
+            if let Some((row, tags)) = hit {
+                return self.load_image(&row, tags);
+            }
+        }
+        let images = self.list_images()?;
         if let Ok(r) = &by_ref {
             if let Some(d) = r.digest() {
                 if let Some(img) = images
