@@ -28,6 +28,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
+    Container(cmd::container::ContainerCommand),
+    #[command(flatten)]
     Image(cmd::image::TopImageCommand),
     /// Manage images
     #[command(subcommand, name = "image")]
@@ -50,6 +52,7 @@ fn main() {
         .without_time()
         .init();
     let res = match cli.command {
+        Command::Container(c) => cmd::container::run(c, &cli.root),
         Command::Image(c) => cmd::image::run_top(c, &cli.root),
         Command::ImageSub(c) => cmd::image::run(c, &cli.root),
         Command::Layer(c) => cmd::layer::run(c),

@@ -1,3 +1,4 @@
 //! One module per command family; each exposes clap types and a `run` returning an exit code.
+pub mod container;
 pub mod image;
 pub mod layer;

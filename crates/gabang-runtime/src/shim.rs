@@ -1,0 +1,656 @@
+//! The per-container shim: a fresh single-threaded process (`gabang shim …`) that is the only
+//! caller of libcontainer. `shim run` mounts the rootfs, sets up the network, creates and
+//! starts the container, holds its stdio, writes the JSON log, reaps the exit status and
+//! records it in `state.json`, applies the restart policy, and cleans up (libcontainer
+//! delete → cgroups, overlay umount, veth/netns/nft elements). `shim exec` joins a running
+//! container's namespaces (libcontainer tenant) and returns the process's exit code.
+//!
+//! Protocol with the caller over `--status-fd`: lines `started`, `error <code> <msg>`,
+//! `exited <code>`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use chrono::Utc;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+use crate::logs::{LogWriter, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
+use crate::model::{ContainerConfig, ContainerState, NetworkMode, Status};
+use crate::store::{pid_start_time, ContainerDir, Store};
+use crate::{rootfs, spec};
+
+/// What `gabang exec` asks the exec shim to run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+}
+
+/// Parsed `gabang shim` arguments.
+#[derive(Debug, Clone)]
+pub struct ShimArgs {
+    pub mode: String,
+    pub root: PathBuf,
+    pub id: String,
+    pub status_fd: Option<RawFd>,
+    pub attach: bool,
+    pub interactive: bool,
+    pub exec: Option<ExecSpec>,
+}
+
+impl ShimArgs {
+    /// Parse `run|exec --root R --id ID [--status-fd N] [--attach] [--interactive] [--exec JSON]`.
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let bad = |m: &str| RuntimeError::Shim(format!("bad arguments: {m}"));
+        let mut it = args.iter();
+        let mode = it.next().ok_or_else(|| bad("missing mode"))?.clone();
+        let mut a = ShimArgs {
+            mode,
+            root: PathBuf::new(),
+            id: String::new(),
+            status_fd: None,
+            attach: false,
+            interactive: false,
+            exec: None,
+        };
+        while let Some(k) = it.next() {
+            match k.as_str() {
+                "--root" => a.root = PathBuf::from(it.next().ok_or_else(|| bad("--root"))?),
+                "--id" => a.id = it.next().ok_or_else(|| bad("--id"))?.clone(),
+                "--status-fd" => {
+                    a.status_fd = Some(
+                        it.next()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| bad("--status-fd"))?,
+                    )
+                }
+                "--attach" => a.attach = true,
+                "--interactive" => a.interactive = true,
+                "--exec" => {
+                    let j = it.next().ok_or_else(|| bad("--exec"))?;
+                    a.exec = Some(serde_json::from_str(j).map_err(|e| bad(&e.to_string()))?);
+                }
+                other => return Err(bad(other)),
+            }
+        }
+        if a.id.is_empty() || a.root.as_os_str().is_empty() {
+            return Err(bad("--root and --id are required"));
+        }
+        Ok(a)
+    }
+}
+
+/// Entry point of `gabang shim …`. Returns the process exit code.
+pub fn shim_main(args: Vec<String>) -> i32 {
+    let a = match ShimArgs::parse(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gabang shim: {e}");
+            return 125;
+        }
+    };
+    match a.mode.as_str() {
+        "run" => run_mode(&a),
+        "exec" => exec_mode(&a),
+        m => {
+            eprintln!("gabang shim: unknown mode {m}");
+            125
+        }
+    }
+}
+
+struct StatusPipe(Option<File>);
+
+impl StatusPipe {
+    fn new(fd: Option<RawFd>) -> Self {
+        StatusPipe(fd.filter(|fd| *fd > 2).map(|fd| {
+            // SAFETY: the caller handed us this fd to own; mark it close-on-exec at once.
+            let f = unsafe { File::from_raw_fd(fd) };
+            let _ = rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::CLOEXEC);
+            f
+        }))
+    }
+    fn send(&mut self, msg: &str) {
+        if let Some(f) = &mut self.0 {
+            let line = format!("{}\n", msg.replace('\n', " "));
+            if f.write_all(line.as_bytes()).is_err() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
+fn err_code(e: &RuntimeError) -> i32 {
+    let m = e.to_string();
+    if m.contains("not found in $PATH") || m.contains("No such file") {
+        127
+    } else if m.contains("permission") {
+        126
+    } else {
+        125
+    }
+}
+
+struct Running {
+    pid: Pid,
+    pidfd: OwnedFd,
+    out: OwnedFd,
+    err: OwnedFd,
+    stdin: Option<File>,
+}
+
+fn run_mode(a: &ShimArgs) -> i32 {
+    // SAFETY: plain libc calls at the start of a single-threaded process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let mut status = StatusPipe::new(a.status_fd);
+    let fail = |status: &mut StatusPipe, code: i32, msg: String| {
+        status.send(&format!("error {code} {msg}"));
+        code
+    };
+    let store = match Store::open(&a.root) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut status, 125, e.to_string()),
+    };
+    let cfg = match store.load_config(&a.id) {
+        Ok(c) => c,
+        Err(e) => return fail(&mut status, 125, e.to_string()),
+    };
+    let dir = store.dir(&a.id);
+    let mut st = store.load_state(&a.id).unwrap_or_default();
+    let me = std::process::id() as i32;
+    st.shim_pid = Some(me);
+    st.shim_start = pid_start_time(me);
+    let _ = std::fs::remove_file(dir.stop_marker());
+    let mut log = match LogWriter::open(&dir.log(), DEFAULT_MAX_SIZE, DEFAULT_MAX_FILES) {
+        Ok(l) => l,
+        Err(e) => return fail(&mut status, 125, e.to_string()),
+    };
+    // Container output goes to the caller's stdout/stderr (kept as separate fds); the shim's
+    // own diagnostics (tracing, libcontainer warnings) go to shim.log, never the terminal.
+    let mut outputs = Outputs::take(a.attach, &dir);
+    let attach = &mut outputs;
+    loop {
+        match start_container(&store, &cfg, &dir, &mut st, a.interactive) {
+            Err(e) => {
+                let code = err_code(&e);
+                cleanup(&store, &cfg, &dir);
+                st.status = Status::Exited;
+                st.exit_code = Some(code);
+                st.error = Some(e.to_string());
+                st.finished_at = Some(Utc::now());
+                st.pid = None;
+                let _ = store.save_state(&cfg.id, &st);
+                status.send(&format!("error {code} {e}"));
+                if cfg.options.auto_remove {
+                    remove_all(&store, &cfg, &dir);
+                }
+                return code;
+            }
+            Ok(run) => {
+                st.status = Status::Running;
+                st.pid = Some(run.pid.as_raw());
+                st.pid_start = pid_start_time(run.pid.as_raw());
+                st.started_at = Some(Utc::now());
+                st.finished_at = None;
+                st.exit_code = None;
+                st.error = None;
+                st.oom_killed = false;
+                let _ = store.save_state(&cfg.id, &st);
+                status.send("started");
+                let code = pump(run, &mut log, attach, a.interactive);
+                st.oom_killed = oom_killed(&cfg.id);
+                cleanup(&store, &cfg, &dir);
+                st.status = Status::Exited;
+                st.exit_code = Some(code);
+                st.finished_at = Some(Utc::now());
+                st.pid = None;
+                let stop_requested = dir.stop_marker().exists();
+                if !cfg.options.auto_remove
+                    && cfg
+                        .options
+                        .restart
+                        .should_restart(code, st.restart_count, stop_requested)
+                {
+                    st.restart_count += 1;
+                    st.status = Status::Restarting;
+                    let _ = store.save_state(&cfg.id, &st);
+                    // docker's back-off: 100ms doubling, capped here at 2s.
+                    let backoff = 100u64 << st.restart_count.min(5);
+                    std::thread::sleep(std::time::Duration::from_millis(backoff.min(2000)));
+                    if dir.stop_marker().exists() {
+                        st.status = Status::Exited;
+                        let _ = store.save_state(&cfg.id, &st);
+                        status.send(&format!("exited {code}"));
+                        return code;
+                    }
+                    continue;
+                }
+                let _ = store.save_state(&cfg.id, &st);
+                status.send(&format!("exited {code}"));
+                if cfg.options.auto_remove {
+                    remove_all(&store, &cfg, &dir);
+                }
+                return code;
+            }
+        }
+    }
+}
+
+fn net_ports(cfg: &ContainerConfig) -> Vec<gabang_net::Port> {
+    cfg.options
+        .publish
+        .iter()
+        .map(|p| gabang_net::Port {
+            host_port: p.host_port,
+            container_port: p.container_port,
+            protocol: p.protocol.clone(),
+        })
+        .collect()
+}
+
+fn lc_err(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Libcontainer(e.to_string())
+}
+
+fn start_container(
+    store: &Store,
+    cfg: &ContainerConfig,
+    dir: &ContainerDir,
+    st: &mut ContainerState,
+    interactive: bool,
+) -> Result<Running> {
+    rootfs::mount_overlay(dir, &cfg.lower_dirs)?;
+    let rootfs_dir = dir.rootfs();
+    let user = crate::user::resolve_user(&rootfs_dir, &cfg.user)?;
+    let mut env = cfg.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={}", cfg.hostname));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    ensure_dir_in_root(&rootfs_dir, &cfg.cwd)?;
+    let cmd = cfg.args.first().ok_or(RuntimeError::NoCommand)?;
+    rootfs::check_executable(&rootfs_dir, cmd, &env)
+        .map_err(|(code, message)| RuntimeError::StartFailed { code, message })?;
+
+    let opts = &cfg.options;
+    let mut netns_path = None;
+    let mut ip = None;
+    if opts.network == NetworkMode::Bridge {
+        let net = gabang_net::Network::open(&store.root.join("net"))?;
+        let att = net.attach(&cfg.id, &net_ports(cfg))?;
+        ip = Some(att.ip);
+        st.ip_address = Some(att.ip.to_string());
+        st.gateway = Some(att.gateway.to_string());
+        netns_path = Some(att.netns_path);
+    }
+    let host_network = opts.network == NetworkMode::Host;
+    let mut binds = rootfs::write_etc_files(dir, &cfg.hostname, ip, host_network)?;
+    for v in &opts.volumes {
+        let src = rootfs::volume_source(&store.root, v)?;
+        binds.push((src, v.destination.clone(), v.read_only));
+    }
+    let spec = spec::build_spec(&spec::SpecInput {
+        id: &cfg.id,
+        args: &cfg.args,
+        env: &env,
+        cwd: &cfg.cwd,
+        user: &user,
+        hostname: &cfg.hostname,
+        read_only: opts.read_only,
+        memory: opts.memory,
+        cpus: opts.cpus,
+        pids_limit: opts.pids_limit,
+        netns_path,
+        host_network,
+        binds,
+        seccomp: true,
+    })?;
+    spec::write_spec(&dir.bundle(), &spec)?;
+
+    let lc_root = dir.lc_root();
+    let _ = std::fs::remove_dir_all(lc_root.join(&cfg.id));
+    std::fs::create_dir_all(&lc_root).map_err(|e| crate::error::sys("mkdir lc", e))?;
+    let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
+    let (err_r, err_w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
+    let (stdin_child, stdin_ours): (OwnedFd, Option<File>) = if interactive {
+        let (r, w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
+        (r, Some(File::from(w)))
+    } else {
+        let null = File::open("/dev/null").map_err(|e| crate::error::sys("/dev/null", e))?;
+        (OwnedFd::from(null), None)
+    };
+    let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        .with_root_path(&lc_root)
+        .map_err(lc_err)?
+        .with_stdin(stdin_child)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .as_init(dir.bundle())
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(lc_err)?;
+    container.start().map_err(lc_err)?;
+    let pid = container
+        .pid()
+        .ok_or_else(|| RuntimeError::Libcontainer("container has no pid".into()))?;
+    let pidfd = pidfd_open(pid.as_raw())?;
+    for fd in [&out_r, &err_r] {
+        let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
+    }
+    Ok(Running {
+        pid,
+        pidfd,
+        out: out_r,
+        err: err_r,
+        stdin: stdin_ours,
+    })
+}
+
+fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(crate::error::sys(
+            "pidfd_open",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Create `path` (absolute, in-container) inside `root` without following symlinks out of it.
+fn ensure_dir_in_root(root: &std::path::Path, path: &str) -> Result<()> {
+    let mut cur = String::new();
+    for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let parent = rootfs::resolve_in_root(root, &cur)
+            .ok_or_else(|| RuntimeError::InvalidOption(format!("working dir {path}")))?;
+        cur = format!("{cur}/{comp}");
+        if rootfs::resolve_in_root(root, &cur).is_none() && comp != ".." {
+            let p = parent.join(comp);
+            std::fs::create_dir(&p).map_err(|e| crate::error::sys(format!("mkdir {path}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where attached output goes.
+struct Outputs {
+    out: Option<File>,
+    err: Option<File>,
+}
+
+impl Outputs {
+    fn take(attach: bool, dir: &ContainerDir) -> Self {
+        let dup = |fd: RawFd| -> Option<File> {
+            // SAFETY: F_DUPFD_CLOEXEC on a standard fd we inherited.
+            let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            (n >= 0).then(|| unsafe { File::from_raw_fd(n) })
+        };
+        let o = Outputs {
+            out: if attach { dup(1) } else { None },
+            err: if attach { dup(2) } else { None },
+        };
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.shim_log())
+        {
+            // SAFETY: dup2 onto our own stdout/stderr.
+            unsafe {
+                libc::dup2(f.as_raw_fd(), 2);
+                libc::dup2(f.as_raw_fd(), 1);
+            }
+        }
+        o
+    }
+    fn write(&mut self, stream: usize, data: &[u8]) {
+        let slot = if stream == 0 {
+            &mut self.out
+        } else {
+            &mut self.err
+        };
+        if let Some(f) = slot {
+            if f.write_all(data).is_err() {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// Move container output to the log (and the attached terminal) until the init exits.
+fn pump(mut run: Running, log: &mut LogWriter, attach: &mut Outputs, interactive: bool) -> i32 {
+    let mut open = [true, true];
+    let mut stdin_open = interactive && run.stdin.is_some();
+    let mut exited = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    let stdin_fd = std::io::stdin();
+    loop {
+        let mut fds = vec![
+            PollFd::new(run.out.as_fd(), PollFlags::POLLIN),
+            PollFd::new(run.err.as_fd(), PollFlags::POLLIN),
+            PollFd::new(run.pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        if stdin_open {
+            fds.push(PollFd::new(stdin_fd.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if exited {
+            PollTimeout::from(2000u16)
+        } else {
+            PollTimeout::NONE
+        };
+        let n = match poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        let revents: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(fds);
+        if n == 0 && exited {
+            break; // an escaped writer keeps the pipe open: stop waiting.
+        }
+        for (s, fd) in [(0usize, &run.out), (1usize, &run.err)] {
+            if !open[s] || revents[s].is_empty() {
+                continue;
+            }
+            loop {
+                match rustix::io::read(fd, &mut buf) {
+                    Ok(0) => {
+                        open[s] = false;
+                        break;
+                    }
+                    Ok(k) => {
+                        let _ = log.feed(s, &buf[..k]);
+                        attach.write(s, &buf[..k]);
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break, // EAGAIN
+                }
+            }
+        }
+        if !revents[2].is_empty() {
+            exited = true;
+        }
+        if stdin_open && revents.len() > 3 && !revents[3].is_empty() {
+            match std::io::stdin().lock().read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    run.stdin = None;
+                }
+                Ok(k) => {
+                    if let Some(w) = &mut run.stdin {
+                        if w.write_all(&buf[..k]).is_err() {
+                            stdin_open = false;
+                            run.stdin = None;
+                        }
+                    }
+                }
+            }
+        }
+        if exited && !open[0] && !open[1] {
+            break;
+        }
+    }
+    let _ = log.flush_partial();
+    let code = match waitpid(run.pid, None) {
+        Ok(WaitStatus::Exited(_, c)) => c,
+        Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+        _ => 255,
+    };
+    // We are a subreaper: collect anything else that ended up with us.
+    while let Ok(ws) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if ws == WaitStatus::StillAlive {
+            break;
+        }
+    }
+    code
+}
+
+/// Did the kernel OOM-kill a process of the container's cgroup (v1 or v2)?
+fn oom_killed(id: &str) -> bool {
+    let cg = spec::cgroups_path(id);
+    let candidates = [
+        format!("/sys/fs/cgroup/memory{cg}/memory.oom_control"),
+        format!("/sys/fs/cgroup{cg}/memory.events"),
+        format!("/sys/fs/cgroup/unified{cg}/memory.events"),
+    ];
+    candidates.iter().any(|p| {
+        std::fs::read_to_string(p).is_ok_and(|s| {
+            s.lines().any(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
+}
+
+/// Undo everything `start_container` did; idempotent.
+pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
+    let lc = dir.lc_root().join(&cfg.id);
+    if lc.exists() {
+        match Container::load(lc.clone()) {
+            Ok(mut c) => {
+                if let Err(e) = c.delete(true) {
+                    tracing::warn!("libcontainer delete {}: {e}", cfg.id);
+                }
+            }
+            Err(e) => tracing::warn!("libcontainer load {}: {e}", cfg.id),
+        }
+        let _ = std::fs::remove_dir_all(&lc);
+    }
+    crate::remove_cgroups(&cfg.id);
+    if let Err(e) = rootfs::umount_rootfs(dir) {
+        tracing::warn!("{e}");
+    }
+    if cfg.options.network == NetworkMode::Bridge {
+        if let Ok(net) = gabang_net::Network::open(&store.root.join("net")) {
+            if let Err(e) = net.detach(&cfg.id, &net_ports(cfg)) {
+                tracing::warn!("network detach {}: {e}", cfg.id);
+            }
+        }
+    }
+}
+
+pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
+    if rootfs::is_mountpoint(&dir.rootfs()) {
+        return; // never recurse into a mounted rootfs
+    }
+    let _ = std::fs::remove_dir_all(&dir.dir);
+    store.release_name(&cfg.name, &cfg.id);
+    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
+}
+
+fn exec_mode(a: &ShimArgs) -> i32 {
+    match exec_inner(a) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gabang exec: {e}");
+            err_code(&e)
+        }
+    }
+}
+
+fn exec_inner(a: &ShimArgs) -> Result<i32> {
+    let store = Store::open(&a.root)?;
+    let cfg = store.load_config(&a.id)?;
+    let st = store.live_state(&a.id)?;
+    if !st.status.can_exec() {
+        return Err(RuntimeError::BadState {
+            id: a.id.clone(),
+            status: st.status.as_str().into(),
+            verb: "exec",
+        });
+    }
+    let ex = a.exec.clone().unwrap_or_default();
+    let dir = store.dir(&a.id);
+    let rootfs_dir = dir.rootfs();
+    let user = crate::user::resolve_user(&rootfs_dir, ex.user.as_deref().unwrap_or(&cfg.user))?;
+    let cmd = ex.args.first().ok_or(RuntimeError::NoCommand)?;
+    let mut full_env = cfg.env.clone();
+    for e in &ex.env {
+        crate::process::set_env(&mut full_env, e);
+    }
+    rootfs::check_executable(&rootfs_dir, cmd, &full_env)
+        .map_err(|(code, message)| RuntimeError::StartFailed { code, message })?;
+    let env: HashMap<String, String> = ex
+        .env
+        .iter()
+        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut builder = ContainerBuilder::new(a.id.clone(), SyscallType::default())
+        .with_root_path(dir.lc_root())
+        .map_err(lc_err)?;
+    let mut pty_master = None;
+    if ex.tty {
+        let pty = nix::pty::openpty(None, None).map_err(|e| crate::error::sys("openpty", e))?;
+        let slave = pty.slave;
+        builder = builder
+            .with_stdin(slave.try_clone().map_err(|e| crate::error::sys("dup", e))?)
+            .with_stdout(slave.try_clone().map_err(|e| crate::error::sys("dup", e))?)
+            .with_stderr(slave);
+        pty_master = Some(pty.master);
+    }
+    let pid = builder
+        .as_tenant()
+        .with_container_args(ex.args.clone())
+        .with_env(env)
+        .with_cwd(Some(ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone())))
+        .with_user(Some(user.uid))
+        .with_group(Some(user.gid))
+        .with_additional_gids(user.additional_gids.clone())
+        .with_no_new_privs(true)
+        .with_detach(false)
+        .build()
+        .map_err(lc_err)?;
+    if let Some(master) = pty_master {
+        crate::tty::relay(master, pid);
+    }
+    Ok(match waitpid(pid, None) {
+        Ok(WaitStatus::Exited(_, c)) => c,
+        Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+        _ => 255,
+    })
+}

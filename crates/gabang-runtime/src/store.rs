@@ -1,0 +1,233 @@
+//! On-disk layout of containers under the root, atomic JSON files, the name index and
+//! liveness checks (pid + start time, so a reused pid is never mistaken for ours).
+//!
+//! ```text
+//! <root>/containers/<id>/config.json   ContainerConfig (written once)
+//!                        state.json    ContainerState (shim-owned after create)
+//!                        bundle/       OCI bundle (config.json + rootfs mount point)
+//!                        upper/ work/  overlay rw layer
+//!                        lc/           libcontainer state
+//!                        hosts hostname resolv.conf
+//!                        container.log JSON lines (+ .1 … rotated)
+//!                        stop-requested marker
+//! <root>/names/<name>                  contains the id; created with O_EXCL
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{IoCtx, Result, RuntimeError};
+use crate::model::{ContainerConfig, ContainerState, Status};
+
+/// Paths of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerDir {
+    pub dir: PathBuf,
+}
+
+impl ContainerDir {
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn bundle(&self) -> PathBuf {
+        self.dir.join("bundle")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("bundle/rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn lc_root(&self) -> PathBuf {
+        self.dir.join("lc")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn stop_marker(&self) -> PathBuf {
+        self.dir.join("stop-requested")
+    }
+    pub fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+}
+
+/// Write `value` as JSON to `path` via a temp file + rename.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let data = serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+    f.write_all(&data).at(&tmp)?;
+    drop(f);
+    std::fs::rename(&tmp, path).at(path)
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let data = std::fs::read(path).at(path)?;
+    serde_json::from_slice(&data).map_err(|source| RuntimeError::Json {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Start time (clock ticks since boot) of `pid`, or `None` when it does not exist.
+pub fn pid_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces/parens: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); starttime is field 22.
+    if f.first() == Some(&"Z") || f.first() == Some(&"X") {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+/// Is the process `pid` that started at `start` still alive?
+pub fn alive(pid: Option<i32>, start: Option<u64>) -> bool {
+    match (pid, start) {
+        (Some(p), Some(s)) if p > 0 => pid_start_time(p) == Some(s),
+        _ => false,
+    }
+}
+
+/// The containers part of a root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Self> {
+        for d in ["containers", "names", "volumes"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).at(&p)?;
+        }
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn dir(&self, id: &str) -> ContainerDir {
+        ContainerDir {
+            dir: self.root.join("containers").join(id),
+        }
+    }
+
+    fn name_file(&self, name: &str) -> PathBuf {
+        self.root.join("names").join(name)
+    }
+
+    /// Reserve `name` for `id` (atomic: O_EXCL create).
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        let p = self.name_file(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(mut f) => f.write_all(id.as_bytes()).at(&p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let other = std::fs::read_to_string(&p).unwrap_or_default();
+                // A name left behind by a container whose dir is gone is free again.
+                if !other.is_empty() && !self.dir(&other).config().exists() {
+                    std::fs::remove_file(&p).at(&p)?;
+                    return self.reserve_name(name, id);
+                }
+                Err(RuntimeError::NameInUse {
+                    name: name.to_owned(),
+                    id: other,
+                })
+            }
+            Err(e) => Err(e).at(&p),
+        }
+    }
+
+    pub fn release_name(&self, name: &str, id: &str) {
+        let p = self.name_file(name);
+        if std::fs::read_to_string(&p).ok().as_deref() == Some(id) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let d = self.root.join("containers");
+        let mut ids = Vec::new();
+        for e in std::fs::read_dir(&d).at(&d)? {
+            let e = e.at(&d)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().join("config.json").exists() {
+                ids.push(name);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Resolve a name, full id or unique id prefix.
+    pub fn resolve(&self, reference: &str) -> Result<String> {
+        if reference.is_empty() {
+            return Err(RuntimeError::NotFound(reference.to_owned()));
+        }
+        if crate::valid_name(reference) {
+            if let Ok(id) = std::fs::read_to_string(self.name_file(reference)) {
+                if self.dir(&id).config().exists() {
+                    return Ok(id);
+                }
+            }
+        }
+        let matches: Vec<String> = self
+            .ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(reference))
+            .collect();
+        match matches.len() {
+            0 => Err(RuntimeError::NotFound(reference.to_owned())),
+            1 => Ok(matches.into_iter().next().unwrap_or_default()),
+            _ => Err(RuntimeError::Ambiguous(reference.to_owned())),
+        }
+    }
+
+    pub fn load_config(&self, id: &str) -> Result<ContainerConfig> {
+        let p = self.dir(id).config();
+        if !p.exists() {
+            return Err(RuntimeError::NotFound(id.to_owned()));
+        }
+        read_json(&p)
+    }
+
+    pub fn load_state(&self, id: &str) -> Result<ContainerState> {
+        let p = self.dir(id).state();
+        if !p.exists() {
+            return Ok(ContainerState::default());
+        }
+        read_json(&p)
+    }
+
+    pub fn save_state(&self, id: &str, state: &ContainerState) -> Result<()> {
+        write_json_atomic(&self.dir(id).state(), state)
+    }
+
+    /// The state with liveness applied: an active container whose shim is gone is `Dead`.
+    pub fn live_state(&self, id: &str) -> Result<ContainerState> {
+        let mut st = self.load_state(id)?;
+        if st.status.is_active() && !alive(st.shim_pid, st.shim_start) {
+            // The shim may have finished writing between our read and the check.
+            st = self.load_state(id)?;
+            if st.status.is_active() && !alive(st.shim_pid, st.shim_start) {
+                st.status = Status::Dead;
+            }
+        }
+        Ok(st)
+    }
+}

@@ -1,0 +1,154 @@
+//! Bridge networking and port publishing, inside a network namespace this test creates
+//! (the test thread joins it, so the shim, `ip` and `nft` all act there, never on the host's
+//! own network). Everything is removed on drop, even after a failure.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::process::Command;
+
+use common::*;
+use gabang_runtime::{Attach, NetworkMode};
+
+struct TestNetns(String);
+
+impl TestNetns {
+    /// Create a netns and move the current thread into it.
+    fn enter() -> Self {
+        let name = format!("gbtest-{}-{}", std::process::id(), rand_suffix());
+        assert!(Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
+        let g = TestNetns(name.clone());
+        assert!(Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status()
+            .unwrap()
+            .success());
+        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+        rustix::thread::move_into_link_name_space(
+            f.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        g
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn bridge_ports_ipam_and_cleanup() {
+    let _ns = TestNetns::enter();
+    let env = Env::new();
+    let web = |port: u16| {
+        let mut o = opts(&[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www",
+        ]);
+        o.network = NetworkMode::Bridge;
+        o.publish = vec![format!("{port}:80").parse().unwrap()];
+        o
+    };
+    let (a, _) = env.rt.run(env.req(web(18080)), Attach::Detached).unwrap();
+    let (b, _) = env.rt.run(env.req(web(18081)), Attach::Detached).unwrap();
+    let ia = env.rt.inspect(&a).unwrap()["NetworkSettings"]["IPAddress"].clone();
+    let ib = env.rt.inspect(&b).unwrap()["NetworkSettings"]["IPAddress"].clone();
+    assert_ne!(ia, ib, "distinct addresses");
+    assert!(ia.as_str().unwrap().starts_with("10.89."));
+
+    let mut got = None;
+    assert!(eventually(|| {
+        got = http_get("127.0.0.1:18080");
+        got.is_some()
+    }));
+    assert!(got.unwrap().contains(&format!("hello-{}", &a[..12])));
+    let direct = http_get(&format!("{}:80", ib.as_str().unwrap())).unwrap();
+    assert!(direct.contains(&format!("hello-{}", &b[..12])));
+    let via = http_get("127.0.0.1:18081").unwrap();
+    assert!(via.contains(&format!("hello-{}", &b[..12])));
+
+    // The same host port cannot be published twice.
+    let e = env
+        .rt
+        .run(env.req(web(18080)), Attach::Detached)
+        .unwrap_err();
+    assert!(e.to_string().contains("18080"), "{e}");
+
+    // Container can reach the gateway (host side of the bridge).
+    let mut o = opts(&[
+        "sh",
+        "-c",
+        "ip route | grep default; ping -c1 -W2 10.89.0.1 >/dev/null && echo gw-ok",
+    ]);
+    o.network = NetworkMode::Bridge;
+    let (c, _) = env.rt.run(env.req(o), Attach::Detached).unwrap();
+    env.rt.wait(&c).unwrap();
+    assert!(env.read_log(&c).contains("gw-ok"), "{}", env.read_log(&c));
+
+    // rm tears down veth, netns, nft elements and the address.
+    env.rt.remove(&a, true).unwrap();
+    assert!(!std::path::Path::new(&format!("/run/netns/gabang-{}", &a[..12])).exists());
+    let links = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(!links.contains(&format!("gbv{}", &a[..11])), "{links}");
+    let map = String::from_utf8(
+        Command::new("nft")
+            .args(["list", "map", "ip", "gabang", "ports"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(!map.contains("18080"), "{map}");
+    assert!(map.contains("18081"), "{map}");
+    assert!(http_get("127.0.0.1:18080").is_none());
+    let ipam = std::fs::read_to_string(env.tmp.path().join("root/net/ipam.json")).unwrap();
+    assert!(!ipam.contains(&a), "address released");
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let _ns = TestNetns::enter();
+    let env = Env::new();
+    let (id, _) = env
+        .rt
+        .run(
+            env.req(opts(&["sh", "-c", "ls /sys/class/net | tr '\\n' ' '"])),
+            Attach::Detached,
+        )
+        .unwrap();
+    env.rt.wait(&id).unwrap();
+    assert_eq!(env.read_log(&id).trim(), "lo");
+}
