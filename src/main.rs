@@ -34,6 +34,8 @@ enum Command {
     /// Manage images
     #[command(subcommand, name = "image")]
     ImageSub(cmd::image::ImageCommand),
+    /// Build an image from a Dockerfile
+    Build(cmd::build::BuildArgs),
     /// Low-level layer tools (benchmarks, debugging)
     #[command(subcommand, hide = true)]
     Layer(cmd::layer::LayerCommand),
@@ -56,6 +58,7 @@ fn main() {
         Command::Image(c) => cmd::image::run_top(c, &cli.root),
         Command::ImageSub(c) => cmd::image::run(c, &cli.root),
         Command::Layer(c) => cmd::layer::run(c),
+        Command::Build(a) => cmd::build::run(a, &cli.root),
     };
     match res {
         Ok(code) => std::process::exit(code),
