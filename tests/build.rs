@@ -11,7 +11,10 @@ struct Env {
 
 fn make_busybox_tar(out: &Path) {
     let s = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/make-busybox-rootfs.sh"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/make-busybox-rootfs.sh"
+        ))
         .arg(out)
         .stdout(Stdio::null())
         .status()
@@ -120,7 +123,16 @@ fn build_run_cache_and_failure() {
     assert!(out.contains("Step 1/"), "{out}");
     assert!(out.contains("Successfully tagged app:1"), "{out}");
 
-    let run = env.ok(&["run", "--rm", "--network", "none", "app:1", "sh", "-c", PROBE]);
+    let run = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "app:1",
+        "sh",
+        "-c",
+        PROBE,
+    ]);
     let lines: Vec<&str> = run.lines().collect();
     // .dockerignore exception kept keep.log, dropped drop.log; the RUN's rm is a whiteout
     assert_eq!(lines[..2], ["a.txt", "keep.log"], "{run}");
@@ -128,7 +140,10 @@ fn build_run_cache_and_failure() {
     assert_eq!(lines[3], "www", "USER by name: {run}");
     assert_eq!(lines[4], "built", "COPY --from=builder: {run}");
     assert_eq!(lines[5], "hello from /app", "heredoc + ARG + ENV: {run}");
-    assert!(lines[6].contains("No such file"), "builder files stay out: {run}");
+    assert!(
+        lines[6].contains("No such file"),
+        "builder files stay out: {run}"
+    );
     assert_eq!(
         env.ok(&["run", "--rm", "--network", "none", "app:1"]),
         "hello from /app\n",
@@ -150,11 +165,27 @@ fn build_run_cache_and_failure() {
         .to_string();
     assert!(miss.contains("src/a.txt"), "{changed}");
     assert!(changed.contains("---> CACHED"), "{changed}");
-    let run = env.ok(&["run", "--rm", "--network", "none", "app:1", "cat", "/app/src/a.txt"]);
+    let run = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "app:1",
+        "cat",
+        "/app/src/a.txt",
+    ]);
     assert_eq!(run, "changed\n");
 
     // build arg changes the RUN that uses it
-    let ba = env.ok(&["build", "-q", "--build-arg", "GREETING=hi", "-t", "app:2", ctx.to_str().unwrap()]);
+    let ba = env.ok(&[
+        "build",
+        "-q",
+        "--build-arg",
+        "GREETING=hi",
+        "-t",
+        "app:2",
+        ctx.to_str().unwrap(),
+    ]);
     assert!(ba.trim().starts_with("sha256:"), "{ba}");
     assert_eq!(
         env.ok(&["run", "--rm", "--network", "none", "app:2"]),
@@ -183,13 +214,28 @@ fn build_run_cache_and_failure() {
     let esc = env.tmp.path().join("esc");
     std::fs::create_dir_all(&esc).unwrap();
     std::os::unix::fs::symlink("/etc", esc.join("out")).unwrap();
-    std::fs::write(esc.join("Dockerfile"), "FROM busybox:1\nWORKDIR /../../../w\nCOPY ../x /y\n").unwrap();
+    std::fs::write(
+        esc.join("Dockerfile"),
+        "FROM busybox:1\nWORKDIR /../../../w\nCOPY ../x /y\n",
+    )
+    .unwrap();
     let o = env.gabang(&["build", "-t", "esc:1", esc.to_str().unwrap()]);
     assert!(!o.status.success());
-    std::fs::write(esc.join("Dockerfile"), "FROM busybox:1\nWORKDIR /../../../w\nCOPY out/passwd /y\n").unwrap();
+    std::fs::write(
+        esc.join("Dockerfile"),
+        "FROM busybox:1\nWORKDIR /../../../w\nCOPY out/passwd /y\n",
+    )
+    .unwrap();
     let o = env.gabang(&["build", "-t", "esc:1", esc.to_str().unwrap()]);
-    assert!(!o.status.success(), "a symlink out of the context must not be followed");
-    std::fs::write(esc.join("Dockerfile"), "FROM busybox:1\nWORKDIR /../../../w\nRUN pwd > /pwd\n").unwrap();
+    assert!(
+        !o.status.success(),
+        "a symlink out of the context must not be followed"
+    );
+    std::fs::write(
+        esc.join("Dockerfile"),
+        "FROM busybox:1\nWORKDIR /../../../w\nRUN pwd > /pwd\n",
+    )
+    .unwrap();
     env.ok(&["build", "-t", "esc:1", esc.to_str().unwrap()]);
     assert_eq!(
         env.ok(&["run", "--rm", "--network", "none", "esc:1", "cat", "/pwd"]),
@@ -229,7 +275,7 @@ impl Drop for DockerImages {
 }
 
 /// Files (path, type, owner, mode, size, content digest of small files) under `dirs`.
-const LIST: &str = "for d in /app /out /data /etc /bin/busybox; do [ -e $d ] && find $d -xdev; done | sort | while read f; do printf '%s ' \"$f\"; stat -c '%F %u:%g %a' \"$f\" | tr '\\n' ' '; if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then md5sum < \"$f\" | cut -c1-8; else echo; fi; done";
+const LIST: &str = "for d in /app /out /etc /bin/busybox; do [ -e $d ] && find $d -xdev; done | sort | while read f; do printf '%s ' \"$f\"; stat -c '%F %u:%g %a' \"$f\" | tr '\\n' ' '; if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then md5sum < \"$f\" | cut -c1-8; else echo; fi; done";
 
 const CONFIG_KEYS: [&str; 8] = [
     "Env",
@@ -256,7 +302,10 @@ fn norm(v: &Value) -> Value {
 fn same_result_as_docker_classic_builder() {
     if !docker(&["info"]).status.success() {
         let s = Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/start-dockerd.sh"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/start-dockerd.sh"
+            ))
             .status()
             .unwrap();
         assert!(s.success(), "no docker engine");
@@ -269,16 +318,61 @@ fn same_result_as_docker_classic_builder() {
     docker_ok(&["import", tar.to_str().unwrap(), &base]);
     let ctx = env.tmp.path().join("ctx");
     write_context(&ctx);
+    // the classic builder has no heredocs: the same step as one shell line
+    let classic = DOCKERFILE.replace(
+        "RUN <<EOF\necho \"$GREETING from $APP_HOME\" > /app/greeting\nrm /app/src/removed.txt\nEOF\n",
+        "RUN echo \"$GREETING from $APP_HOME\" > /app/greeting && rm /app/src/removed.txt\n",
+    );
+    assert_ne!(classic, DOCKERFILE);
+    std::fs::write(ctx.join("Dockerfile"), classic).unwrap();
     let arg = format!("BASE={base}");
     env.ok(&["tag", "busybox:1", &base]);
-    env.ok(&["build", "--build-arg", &arg, "-t", "app:1", ctx.to_str().unwrap()]);
-    docker_ok(&["build", "--build-arg", &arg, "-t", &format!("{tag}:1"), ctx.to_str().unwrap()]);
+    env.ok(&[
+        "build",
+        "--build-arg",
+        &arg,
+        "-t",
+        "app:1",
+        ctx.to_str().unwrap(),
+    ]);
+    docker_ok(&[
+        "build",
+        "--build-arg",
+        &arg,
+        "-t",
+        &format!("{tag}:1"),
+        ctx.to_str().unwrap(),
+    ]);
 
-    let ours = env.ok(&["run", "--rm", "--network", "none", "-u", "0", "app:1", "sh", "-c", LIST]);
-    let theirs = docker_ok(&["run", "--rm", "--network", "none", "-u", "0", &format!("{tag}:1"), "sh", "-c", LIST]);
-    // /etc/hosts, hostname, resolv.conf are per-container mounts in both: compare names only
+    let ours = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "0",
+        "app:1",
+        "sh",
+        "-c",
+        LIST,
+    ]);
+    let theirs = docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "0",
+        &format!("{tag}:1"),
+        "sh",
+        "-c",
+        LIST,
+    ]);
+    // /etc/hosts, hostname, resolv.conf are per-container mounts in both: compare names only;
+    // /etc/mtab comes from docker's run-time init layer, not from the build
     let strip = |s: &str| -> Vec<String> {
         s.lines()
+            .filter(|l| !l.starts_with("/etc/mtab "))
             .map(|l| {
                 if ["/etc/hosts ", "/etc/hostname ", "/etc/resolv.conf "]
                     .iter()
@@ -294,7 +388,8 @@ fn same_result_as_docker_classic_builder() {
     assert_eq!(strip(&ours), strip(&theirs), "final filesystems differ");
 
     let ours: Value = serde_json::from_str(&env.ok(&["image", "inspect", "app:1"])).unwrap();
-    let theirs: Value = serde_json::from_str(&docker_ok(&["image", "inspect", &format!("{tag}:1")])).unwrap();
+    let theirs: Value =
+        serde_json::from_str(&docker_ok(&["image", "inspect", &format!("{tag}:1")])).unwrap();
     for k in CONFIG_KEYS {
         assert_eq!(
             norm(&ours[0]["Config"][k]),

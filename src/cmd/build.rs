@@ -115,7 +115,10 @@ fn kv(list: &[String], what: &str, env_fallback: bool) -> Result<BTreeMap<String
 
 pub fn run(args: BuildArgs, root: &Path) -> Result<i32> {
     if !matches!(args.progress.as_str(), "auto" | "plain" | "tty") {
-        bail!("--progress {:?}: expected auto, plain or tty", args.progress);
+        bail!(
+            "--progress {:?}: expected auto, plain or tty",
+            args.progress
+        );
     }
     let tags: Vec<ImageRef> = args
         .tags
@@ -184,10 +187,16 @@ pub fn run(args: BuildArgs, root: &Path) -> Result<i32> {
         n: AtomicUsize::new(0),
         out: Mutex::new(()),
     };
-    let exec = StoreExecutor::new(&store, &runtime, &printer).map_err(|e| anyhow::anyhow!(e.message))?;
+    let exec =
+        StoreExecutor::new(&store, &runtime, &printer).map_err(|e| anyhow::anyhow!(e.message))?;
     let res = match build(&df, &opts, &mut ctx, &mut cache, &exec) {
         Ok(r) => r,
-        Err(BuildError::Step { file, pos, text, error }) => {
+        Err(BuildError::Step {
+            file,
+            pos,
+            text,
+            error,
+        }) => {
             eprintln!("{file}:{pos}: {text}: {}", error.message);
             if let Some(c) = error.exit_code {
                 eprintln!("The command '{text}' returned a non-zero code: {c}");

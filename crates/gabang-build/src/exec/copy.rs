@@ -52,7 +52,9 @@ pub fn resolve_chown(view: &MergedView, spec: &str) -> Result<Owner, String> {
             Ok(n) => n,
             Err(_) => field_lookup(view.read_file("/etc/group"), g, 2)
                 .map(|x| x.0)
-                .ok_or_else(|| format!("--chown={spec}: no group {g:?} in the image's /etc/group"))?,
+                .ok_or_else(|| {
+                    format!("--chown={spec}: no group {g:?} in the image's /etc/group")
+                })?,
         },
         _ => match u.parse::<u32>() {
             Ok(n) => n,
@@ -208,7 +210,9 @@ impl LayerWriter<'_> {
 
     /// Where a file copied to `dest` lands: inside `dest` if it is an existing directory.
     fn file_dest(&self, dest: &str, may_be_dir: bool, name: &str) -> String {
-        if may_be_dir && (self.base.is_dir(dest) || fs::metadata(self.host(dest)).is_ok_and(|m| m.is_dir())) {
+        if may_be_dir
+            && (self.base.is_dir(dest) || fs::metadata(self.host(dest)).is_ok_and(|m| m.is_dir()))
+        {
             format!("{}/{name}", dest.trim_end_matches('/'))
         } else {
             dest.to_string()
@@ -257,7 +261,9 @@ impl LayerWriter<'_> {
                 match &e.kind {
                     EntryKind::File => {
                         let f = File::from(open(OFlags::RDONLY)?);
-                        let md = f.metadata().map_err(|err| format!("stat {}: {err}", e.path))?;
+                        let md = f
+                            .metadata()
+                            .map_err(|err| format!("stat {}: {err}", e.path))?;
                         if add && is_archive(&f) {
                             let f2 = File::from(open(OFlags::RDONLY)?);
                             let dest = if item.dest_may_be_dir || item.dest.ends_with('/') {
@@ -285,7 +291,9 @@ impl LayerWriter<'_> {
                             continue;
                         }
                         let f = File::from(open(OFlags::RDONLY | OFlags::DIRECTORY)?);
-                        let md = f.metadata().map_err(|err| format!("stat {}: {err}", e.path))?;
+                        let md = f
+                            .metadata()
+                            .map_err(|err| format!("stat {}: {err}", e.path))?;
                         if e.rel_to_source.is_empty() {
                             // the destination dir itself: created like a parent
                             self.ensure_parents(&target)?;
@@ -295,7 +303,12 @@ impl LayerWriter<'_> {
                                 self.put_dir(&target, 0o755, owner, None)?;
                             }
                         } else {
-                            self.put_dir(&target, md.mode(), owner, Some((md.mtime(), md.mtime_nsec())))?;
+                            self.put_dir(
+                                &target,
+                                md.mode(),
+                                owner,
+                                Some((md.mtime(), md.mtime_nsec())),
+                            )?;
                         }
                     }
                     EntryKind::Symlink { target: t } => {
@@ -322,7 +335,11 @@ impl LayerWriter<'_> {
     pub fn copy_state(&self, src: &MergedView, paths: &[String], dest: &str) -> Result<(), String> {
         let mut sources: Vec<String> = Vec::new();
         for p in paths {
-            let abs = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
+            let abs = if p.starts_with('/') {
+                p.clone()
+            } else {
+                format!("/{p}")
+            };
             let (parent, base) = abs.rsplit_once('/').unwrap_or(("", &abs));
             if base.contains(['*', '?', '[']) {
                 let dir = src.resolve(if parent.is_empty() { "/" } else { parent }, true);
@@ -334,19 +351,25 @@ impl LayerWriter<'_> {
                     }
                 }
                 if !hit {
-                    return Err(format!("no source files were specified: {p} matches nothing"));
+                    return Err(format!(
+                        "no source files were specified: {p} matches nothing"
+                    ));
                 }
             } else {
                 let r = src.resolve(&abs, true);
                 if src.metadata(&r).is_none() {
-                    return Err(format!("{p}: no such file or directory in the source stage"));
+                    return Err(format!(
+                        "{p}: no such file or directory in the source stage"
+                    ));
                 }
                 sources.push(r);
             }
         }
         let dir_dest = dest.ends_with('/') || sources.len() > 1;
         for s in &sources {
-            let Some((_, md)) = src.metadata(s) else { continue };
+            let Some((_, md)) = src.metadata(s) else {
+                continue;
+            };
             let name = s.rsplit('/').next().unwrap_or("");
             if md.is_dir() {
                 let d = self.canonical(dest);
@@ -479,10 +502,23 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(t.path().join("etc/group"), "root:x:0:\nstaff:x:50:\nusers:x:1001:\n").unwrap();
+        std::fs::write(
+            t.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:\nusers:x:1001:\n",
+        )
+        .unwrap();
         let v = MergedView::new(&[t.path().to_path_buf()]);
-        assert_eq!(resolve_chown(&v, "app").unwrap(), Owner { uid: 1000, gid: 1001 });
-        assert_eq!(resolve_chown(&v, "app:staff").unwrap(), Owner { uid: 1000, gid: 50 });
+        assert_eq!(
+            resolve_chown(&v, "app").unwrap(),
+            Owner {
+                uid: 1000,
+                gid: 1001
+            }
+        );
+        assert_eq!(
+            resolve_chown(&v, "app:staff").unwrap(),
+            Owner { uid: 1000, gid: 50 }
+        );
         assert_eq!(resolve_chown(&v, "7:8").unwrap(), Owner { uid: 7, gid: 8 });
         assert!(resolve_chown(&v, "nobody").is_err());
         assert!(resolve_chown(&v, "app:nogroup").is_err());

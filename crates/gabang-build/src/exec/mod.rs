@@ -125,9 +125,9 @@ impl<'a> StoreExecutor<'a> {
                     return Ok(l.clone());
                 }
                 let diff: Digest = d.parse().map_err(|_| xerr(format!("bad diff id {d}")))?;
-                let rec = self.record(&diff).ok_or_else(|| {
-                    xerr(format!("layer {d} is not known to the build cache"))
-                })?;
+                let rec = self
+                    .record(&diff)
+                    .ok_or_else(|| xerr(format!("layer {d} is not known to the build cache")))?;
                 Ok(NewLayer {
                     digest: rec.digest.parse().map_err(|_| xerr("bad layer record"))?,
                     size: rec.size,
@@ -236,7 +236,16 @@ fn prune_runtime_artefacts(upper: &Path, base: &MergedView) {
             let _ = std::fs::remove_file(&p);
         }
     }
-    for d in ["dev/pipes", "dev/shm", "dev/pts", "dev/mqueue", "dev", "proc", "sys", "etc"] {
+    for d in [
+        "dev/pipes",
+        "dev/shm",
+        "dev/pts",
+        "dev/mqueue",
+        "dev",
+        "proc",
+        "sys",
+        "etc",
+    ] {
         let p = upper.join(d);
         let empty = std::fs::read_dir(&p).is_ok_and(|mut r| r.next().is_none());
         if !empty {
@@ -403,7 +412,9 @@ impl StepExecutor for StoreExecutor<'_> {
             None => None,
         };
         let chmod = match &req.chmod {
-            Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| xerr(format!("bad --chmod {m}")))?),
+            Some(m) => {
+                Some(u32::from_str_radix(m, 8).map_err(|_| xerr(format!("bad --chmod {m}")))?)
+            }
             None => None,
         };
         let staging = self.stage()?;
