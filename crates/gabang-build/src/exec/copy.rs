@@ -266,10 +266,20 @@ impl LayerWriter<'_> {
                             .map_err(|err| format!("stat {}: {err}", e.path))?;
                         if add && is_archive(&f) {
                             let f2 = File::from(open(OFlags::RDONLY)?);
-                            let dest = if item.dest_may_be_dir || item.dest.ends_with('/') {
+                            // the archive unpacks into the destination directory
+                            let dest = if item.dest_may_be_dir {
                                 item.dest.clone()
                             } else {
-                                item.dest.clone()
+                                item.dest
+                                    .rsplit_once('/')
+                                    .map(|(p, _)| {
+                                        if p.is_empty() {
+                                            "/".to_string()
+                                        } else {
+                                            p.to_string()
+                                        }
+                                    })
+                                    .unwrap_or_else(|| "/".into())
                             };
                             let dest = self.canonical(&dest);
                             self.ensure_parents(&format!("{}/x", dest.trim_end_matches('/')))?;

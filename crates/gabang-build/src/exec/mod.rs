@@ -7,6 +7,9 @@
 //! RUN's network defaults to `host` (the build reaches what the host reaches;
 //! `/etc/resolv.conf` is the host's); `RUN --network=none` isolates a step.
 //!
+//! Layers are stored as uncompressed tars (like docker's local layer store:
+//! compressing 256 MiB costs more than the rest of the step).
+//!
 //! Every layer made here is recorded in `<root>/build/layers/<diff id>.json`
 //! (blob digest, size, media type) so a cached state can be turned into an
 //! image later without redoing anything: see [`StoreExecutor::image_layers`].
@@ -159,7 +162,7 @@ impl<'a> StoreExecutor<'a> {
                 layer: None,
             });
         }
-        let blob = write_layer(self.store.blobs(), &dir, Compression::Gzip)
+        let blob = write_layer(self.store.blobs(), &dir, Compression::None)
             .map_err(|e| xerr(format!("write layer: {e}")))?;
         let parent_chain: Option<Digest> = if parent.0 == SCRATCH {
             None
