@@ -154,6 +154,9 @@ fn build_run_cache_and_failure() {
     let again = env.ok(&["build", "-t", "app:1", ctx.to_str().unwrap()]);
     assert!(!again.contains("cache miss"), "{again}");
     assert!(again.matches("---> CACHED").count() >= 7, "{again}");
+    let id1 = env.ok(&["build", "-q", "-t", "app:1", ctx.to_str().unwrap()]);
+    let id2 = env.ok(&["build", "-q", "-t", "app:1", ctx.to_str().unwrap()]);
+    assert_eq!(id1, id2, "a no-op rebuild gives the same image");
 
     // one source file changed: the miss names it, earlier steps stay cached
     std::fs::write(ctx.join("src/a.txt"), "changed\n").unwrap();

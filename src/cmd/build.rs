@@ -208,12 +208,47 @@ pub fn run(args: BuildArgs, root: &Path) -> Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
-    let cfg = gabang_build::config::config_json(&res.config, &res.extra);
-    let bytes = serde_json::to_vec(&cfg)?;
-    let layers = exec
-        .image_layers(&res.config)
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    let img = store.create_image_raw(&bytes, &layers, &tags)?;
+    // Like docker: when every step hit the cache, the result is the image built
+    // last time from the same steps (same ID), not a new one differing only in `created`.
+    let all_cached = res
+        .steps
+        .iter()
+        .all(|s| s.cached || s.empty_layer && s.miss.is_none());
+    let memo_key = gabang_content::Digest::sha256_of(
+        format!("{}|{:?}|{:?}", res.final_key, opts.labels, opts.target).as_bytes(),
+    );
+    let memo = bdir.join(format!("images/{}", memo_key.hex()));
+    let previous = if all_cached && !opts.no_cache {
+        std::fs::read_to_string(&memo)
+            .ok()
+            .and_then(|d| store.resolve_image(d.trim()).ok())
+    } else {
+        None
+    };
+    let img = match previous {
+        Some(prev) => {
+            let mut img = prev;
+            for t in &tags {
+                if let Some(name) = t.tagged() {
+                    img = store.tag(&img.manifest_digest.to_string(), &name)?;
+                }
+            }
+            img
+        }
+        None => {
+            let cfg = gabang_build::config::config_json(&res.config, &res.extra);
+            let bytes = serde_json::to_vec(&cfg)?;
+            let layers = exec
+                .image_layers(&res.config)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let img = store.create_image_raw(&bytes, &layers, &tags)?;
+            std::fs::create_dir_all(bdir.join("images"))?;
+            let tmp = memo.with_extension("tmp");
+            std::fs::write(&tmp, img.manifest_digest.to_string())?;
+            std::fs::rename(&tmp, &memo)?;
+            img
+        }
+    };
     if args.quiet {
         println!("{}", img.id);
         return Ok(0);
