@@ -187,6 +187,19 @@ fn run_exit_codes_output_and_rm() {
     child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT\n");
+    // -t gives the process a terminal; output still reaches us and the log.
+    let o = env.gabang(&[
+        "run",
+        "-t",
+        "--rm",
+        "--network",
+        "none",
+        "busybox:1",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo is-a-tty",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("is-a-tty"));
     // --rm removed everything, even for failures
     assert_eq!(env.ok(&["ps", "-aq"]), "");
     assert!(std::fs::read_dir(env.root().join("containers"))
@@ -230,6 +243,11 @@ fn detached_lifecycle_ps_logs_exec_stop_rm() {
     assert_eq!(j["State"]["Status"], "running");
     assert_eq!(j["Name"], "/svc");
     assert!(j["State"]["Pid"].as_i64().unwrap() > 0);
+    let stats = env.ok(&["stats", "--no-stream", "svc"]);
+    assert!(
+        stats.contains("MEM USAGE") && stats.contains(&id[..12]),
+        "{stats}"
+    );
     // The name is taken.
     assert_eq!(
         env.code(&["run", "-d", "--name", "svc", "busybox:1", "true"]),
@@ -387,4 +405,46 @@ fn limits_and_user_via_cli() {
         "echo hi > /data/f",
     ]);
     assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "hi\n");
+}
+
+#[test]
+fn sigint_to_attached_run_reaches_the_container() {
+    let env = Env::new("sig");
+    let mut child = env
+        .cmd(&[
+            "run",
+            "--name",
+            "trapper",
+            "--network",
+            "none",
+            "busybox:1",
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 7' INT; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    out.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    // SAFETY: signal the CLI process this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // Hang guard: if the signal got lost, remove the container so the reads below end
+    // (and the asserts fail) instead of blocking forever.
+    let root = env.root();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = Command::new(env!("CARGO_BIN_EXE_gabang"))
+            .arg("--root")
+            .arg(root)
+            .args(["rm", "-f", "trapper"])
+            .output();
+    });
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got-int\n");
+    assert_eq!(child.wait().unwrap().code(), Some(7));
 }

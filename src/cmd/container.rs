@@ -312,6 +312,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
 }
 
 fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
+    gabang_runtime::timing("cli start");
     // docker: errors of `run` itself exit 125; a command that cannot run exits 126/127.
     let prepared = (|| -> Result<(Runtime, CreateRequest)> {
         let opts = run_options(&a)?;
@@ -319,9 +320,11 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
             bail!("conflicting options: --restart and --rm");
         }
         let store = crate::cmd::image::open_store(root)?;
+        gabang_runtime::timing("content store open");
         let image = store
             .resolve_image(&a.image)
             .with_context(|| format!("unable to find image {:?}", a.image))?;
+        gabang_runtime::timing("image resolved by reference");
         let lower_dirs = store.snapshot_dirs(&image)?;
         let rt = runtime(root)?;
         Ok((
@@ -335,6 +338,7 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
             },
         ))
     })();
+    gabang_runtime::timing("image resolved");
     let (rt, req) = match prepared {
         Ok(x) => x,
         Err(e) => {
@@ -349,7 +353,12 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
             stdin: a.interactive,
         }
     };
-    match rt.run(req, attach) {
+    let result = if a.detach {
+        rt.run(req, attach)
+    } else {
+        run_attached(&rt, req, attach, !a.tty)
+    };
+    match result {
         Ok((id, None)) => {
             println!("{id}");
             Ok(0)
@@ -364,6 +373,88 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
             Ok(125)
         }
     }
+}
+
+/// Attached run: like `Runtime::run`, but while waiting, SIGINT/SIGTERM/SIGHUP/SIGQUIT
+/// received by the CLI are forwarded to the container (docker's --sig-proxy).
+fn run_attached(
+    rt: &Runtime,
+    req: CreateRequest,
+    attach: Attach,
+    proxy: bool,
+) -> std::result::Result<(String, Option<i32>), RuntimeError> {
+    let auto_remove = req.options.auto_remove;
+    // Handlers go in before the container can print anything: a signal that arrives
+    // before the id is known is queued and forwarded once it is.
+    let target = std::sync::Arc::new(std::sync::OnceLock::new());
+    if proxy {
+        proxy_signals(rt.clone(), target.clone());
+    }
+    let id = rt.create(req)?;
+    gabang_runtime::timing("created");
+    let _ = target.set(id.clone());
+    let started = match rt.start(&id, attach) {
+        Ok(s) => s,
+        Err(e) => {
+            if auto_remove {
+                let _ = rt.remove(&id, true);
+            }
+            return Err(e);
+        }
+    };
+    gabang_runtime::timing("started");
+    let code = started.wait()?;
+    gabang_runtime::timing("done");
+    Ok((id, Some(code)))
+}
+
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 {
+        let b = sig as u8;
+        // SAFETY: write(2) is async-signal-safe; one byte from a valid stack location.
+        unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+    }
+}
+
+fn proxy_signals(rt: Runtime, target: std::sync::Arc<std::sync::OnceLock<String>>) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds; handlers are reset to default across exec, so shims
+    // spawned later are unaffected.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return;
+        }
+        SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+    let read_fd = fds[0];
+    std::thread::spawn(move || loop {
+        let mut b = 0u8;
+        // SAFETY: blocking one-byte read from our own pipe.
+        let n = unsafe { libc::read(read_fd, (&mut b as *mut u8).cast(), 1) };
+        if n == 1 {
+            let id = loop {
+                if let Some(id) = target.get() {
+                    break id;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            // A signal before the container runs waits until it can be delivered.
+            for _ in 0..2000 {
+                if rt.kill(id, i32::from(b)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else if n == 0 {
+            return;
+        }
+    });
 }
 
 fn short(id: &str) -> &str {

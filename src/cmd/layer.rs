@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use gabang_content::digest::{Algorithm, HashingWriter};
 use gabang_content::layer::apply::{apply_layer, ApplyOptions};
-use gabang_content::layer::diff::tar_dir;
+use gabang_content::layer::diff::compressed_tar_dir;
+use gabang_content::layer::Compression;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -41,22 +42,13 @@ pub fn run(cmd: LayerCommand) -> Result<i32> {
                 std::fs::File::create(&output)
                     .with_context(|| format!("create {}", output.display()))?,
             );
-            let outer = HashingWriter::new(f, Algorithm::Sha256);
-            let (outer, diff_id, n) = match compression {
-                Comp::None => tar_dir(&dir, HashingWriter::new(outer, Algorithm::Sha256))?.finish(),
-                Comp::Gzip => {
-                    let enc = flate2::write::GzEncoder::new(outer, flate2::Compression::fast());
-                    let (enc, d, n) =
-                        tar_dir(&dir, HashingWriter::new(enc, Algorithm::Sha256))?.finish();
-                    (enc.finish()?, d, n)
-                }
-                Comp::Zstd => {
-                    let enc = zstd::stream::write::Encoder::new(outer, 3)?;
-                    let (enc, d, n) =
-                        tar_dir(&dir, HashingWriter::new(enc, Algorithm::Sha256))?.finish();
-                    (enc.finish()?, d, n)
-                }
+            let comp = match compression {
+                Comp::None => Compression::None,
+                Comp::Gzip => Compression::Gzip,
+                Comp::Zstd => Compression::Zstd,
             };
+            let outer = HashingWriter::new(f, Algorithm::Sha256);
+            let (outer, diff_id, n) = compressed_tar_dir(&dir, comp, outer)?;
             let (f, digest, size) = outer.finish();
             f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             println!("digest  {digest}\nsize    {size}\ndiff_id {diff_id}\ntar     {n}");

@@ -563,10 +563,48 @@ impl Store {
                 Err(e) => tracing::warn!("gc: image {} unreadable: {e}", row.manifest_digest),
             }
         }
-        // Images removed while a container still uses them keep their snapshots through usage.
+        // Images removed (rmi -f) while a container still uses them keep their blobs and
+        // snapshots through usage: the key is an image ID (config) or a manifest digest.
         for u in used {
-            if let Ok(d) = u.parse::<Digest>() {
-                keep_blobs.insert(d);
+            let Ok(d) = u.parse::<Digest>() else { continue };
+            keep_blobs.insert(d.clone());
+            let Ok(bytes) = self.blobs.read(&d) else {
+                continue;
+            };
+            let (config, layers) = match serde_json::from_slice::<ImageManifest>(&bytes) {
+                Ok(m) => {
+                    let Ok(cd) = Digest::try_from(m.config().digest()) else {
+                        continue;
+                    };
+                    keep_blobs.insert(cd.clone());
+                    for l in m.layers() {
+                        if let Ok(ld) = Digest::try_from(l.digest()) {
+                            keep_blobs.insert(ld);
+                        }
+                    }
+                    (self.blobs.read(&cd).ok(), true)
+                }
+                Err(_) => (Some(bytes), false),
+            };
+            let Some(cfg) =
+                config.and_then(|b| serde_json::from_slice::<ImageConfiguration>(&b).ok())
+            else {
+                continue;
+            };
+            let diffs: Vec<Digest> = cfg
+                .rootfs()
+                .diff_ids()
+                .iter()
+                .filter_map(|d| d.parse().ok())
+                .collect();
+            keep_chains.extend(chain_ids(&diffs));
+            if !layers {
+                // Known only by config: keep every layer blob whose manifest used this config.
+                for row in rows.iter().filter(|r| r.config_digest == u) {
+                    if let Ok(img) = self.load_image(row, vec![]) {
+                        keep_blobs.extend(img.layer_digests().unwrap_or_default());
+                    }
+                }
             }
         }
         let mut report = GcReport::default();

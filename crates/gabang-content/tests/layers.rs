@@ -393,3 +393,27 @@ fn blobs_referenced_by_other_owners_survive_gc() {
     store.remove_blob_refs("registry:app", None).unwrap();
     assert_eq!(store.gc().unwrap().blobs_removed, 1);
 }
+
+#[test]
+fn rmi_force_of_an_image_in_use_keeps_its_snapshots_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"running").unwrap();
+    let img = import_dir(&store, &src, "busy:1");
+    store.add_usage(&img.id, "container:c1").unwrap();
+    store.remove_image("busy:1", true).unwrap();
+    store.gc().unwrap();
+    let dirs: Vec<PathBuf> = img
+        .chain_ids()
+        .unwrap()
+        .iter()
+        .map(|c| store.snapshots().fs_path(c))
+        .collect();
+    assert_eq!(fs::read(dirs[0].join("f")).unwrap(), b"running");
+    store.remove_usage(&img.id, "container:c1").unwrap();
+    let r = store.gc().unwrap();
+    assert_eq!(r.snapshots_removed, 1);
+    assert!(store.blobs().list().unwrap().is_empty());
+}

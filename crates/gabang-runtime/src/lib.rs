@@ -86,6 +86,8 @@ pub struct Started {
 
 impl Started {
     /// Wait for the final exit of an attached container (after restarts, if any).
+    /// Returns as soon as the shim reports the exit (for `--rm`, after the container is
+    /// removed); the shim process is reaped by a background thread.
     pub fn wait(mut self) -> Result<i32> {
         let mut code = None;
         if let Some(r) = self.reader.as_mut() {
@@ -93,11 +95,15 @@ impl Started {
             while r.read_line(&mut line).unwrap_or(0) > 0 {
                 if let Some(c) = line.trim().strip_prefix("exited ") {
                     code = c.parse().ok();
+                    break;
                 }
                 line.clear();
             }
         }
-        let _ = self.child.wait();
+        let mut child = self.child;
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
         code.ok_or_else(|| RuntimeError::Shim("shim ended without reporting an exit".into()))
     }
 }
@@ -257,7 +263,13 @@ pub(crate) fn image_usage(root: &Path, image_id: &str, owner: &str, add: bool) {
     }
 }
 
+/// Phase timing for profiling (`GABANG_LOG=gabang::timing=debug`): wall clock per phase.
+pub fn timing(label: &str) {
+    tracing::debug!(target: "gabang::timing", "{} {label}", Utc::now().format("%H:%M:%S%.6f"));
+}
+
 /// The caller's side of the runtime.
+#[derive(Debug, Clone)]
 pub struct Runtime {
     cfg: RuntimeConfig,
     store: Store,
@@ -298,6 +310,18 @@ impl Runtime {
     pub fn create(&self, req: CreateRequest) -> Result<String> {
         let plan = plan_process(&req.image_config, &req.options)?;
         let id = random_id();
+        // The dir exists before the name is reserved (see `Store::reserve_name`).
+        let dir = self.store.dir(&id);
+        std::fs::create_dir_all(dir.bundle()).map_err(|e| error::sys("mkdir", e))?;
+        let r = self.create_in(req, plan, &id);
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(&dir.dir);
+        }
+        r
+    }
+
+    fn create_in(&self, req: CreateRequest, plan: ProcessPlan, id: &str) -> Result<String> {
+        let id = id.to_owned();
         let name = match &req.options.name {
             Some(n) => {
                 let n = n.trim_start_matches('/').to_owned();
@@ -346,7 +370,6 @@ impl Runtime {
         };
         let dir = self.store.dir(&id);
         let r = (|| {
-            std::fs::create_dir_all(dir.bundle()).map_err(|e| error::sys("mkdir", e))?;
             self.store.save_state(&id, &ContainerState::default())?;
             store::write_json_atomic(&dir.config(), &cfg)
         })();
@@ -734,7 +757,12 @@ impl Runtime {
             });
         }
         let json = serde_json::to_string(spec).map_err(|e| RuntimeError::Shim(e.to_string()))?;
-        let status = Command::new(&self.cfg.shim_exe)
+        let mut cmd = Command::new(&self.cfg.shim_exe);
+        if std::env::var_os("GABANG_LOG").is_none() {
+            // libcgroups warns about every v1 controller it does not know: not for users.
+            cmd.env("GABANG_LOG", "warn,libcgroups=error");
+        }
+        let status = cmd
             .args(&self.cfg.shim_prefix_args)
             .args(["exec", "--root"])
             .arg(&self.cfg.root)

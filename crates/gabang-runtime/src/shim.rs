@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{sys, Result, RuntimeError};
 use crate::logs::{LogWriter, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
 use crate::model::{ContainerConfig, ContainerState, NetworkMode, Status};
 use crate::store::{pid_start_time, ContainerDir, Store};
@@ -158,6 +158,7 @@ fn run_mode(a: &ShimArgs) -> i32 {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
+    crate::timing("shim main");
     let mut status = StatusPipe::new(a.status_fd);
     let fail = |status: &mut StatusPipe, code: i32, msg: String| {
         status.send(&format!("error {code} {msg}"));
@@ -186,6 +187,7 @@ fn run_mode(a: &ShimArgs) -> i32 {
     let mut outputs = Outputs::take(a.attach, &dir);
     let attach = &mut outputs;
     loop {
+        crate::timing("shim starting container");
         match start_container(&store, &cfg, &dir, &mut st, a.interactive) {
             Err(e) => {
                 let code = err_code(&e);
@@ -213,9 +215,16 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 st.oom_killed = false;
                 let _ = store.save_state(&cfg.id, &st);
                 status.send("started");
+                crate::timing("started sent");
+                let raw = (cfg.options.tty && a.attach)
+                    .then(RawTerminal::enter)
+                    .flatten();
                 let code = pump(run, &mut log, attach, a.interactive);
+                crate::timing("exited");
+                drop(raw);
                 st.oom_killed = oom_killed(&cfg.id);
                 cleanup(&store, &cfg, &dir);
+                crate::timing("cleanup done");
                 st.status = Status::Exited;
                 st.exit_code = Some(code);
                 st.finished_at = Some(Utc::now());
@@ -242,10 +251,18 @@ fn run_mode(a: &ShimArgs) -> i32 {
                     continue;
                 }
                 let _ = store.save_state(&cfg.id, &st);
-                status.send(&format!("exited {code}"));
+                crate::timing("cleaned up");
                 if cfg.options.auto_remove {
-                    remove_all(&store, &cfg, &dir);
+                    // The container is gone before the caller hears of the exit; the image
+                    // usage record (a database write) is dropped after.
+                    remove_dir(&store, &cfg, &dir);
+                    crate::timing("dir removed");
+                    status.send(&format!("exited {code}"));
+                    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
+                } else {
+                    status.send(&format!("exited {code}"));
                 }
+                crate::timing("removed");
                 return code;
             }
         }
@@ -276,6 +293,7 @@ fn start_container(
     interactive: bool,
 ) -> Result<Running> {
     rootfs::mount_overlay(dir, &cfg.lower_dirs)?;
+    crate::timing("overlay mounted");
     let rootfs_dir = dir.rootfs();
     let user = crate::user::resolve_user(&rootfs_dir, &cfg.user)?;
     let mut env = cfg.env.clone();
@@ -324,19 +342,56 @@ fn start_container(
         seccomp: true,
     })?;
     spec::write_spec(&dir.bundle(), &spec)?;
+    crate::timing("spec written");
 
     let lc_root = dir.lc_root();
     let _ = std::fs::remove_dir_all(lc_root.join(&cfg.id));
     std::fs::create_dir_all(&lc_root).map_err(|e| crate::error::sys("mkdir lc", e))?;
-    let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
-    let (err_r, err_w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
-    let (stdin_child, stdin_ours): (OwnedFd, Option<File>) = if interactive {
-        let (r, w) = rustix::pipe::pipe().map_err(|e| crate::error::sys("pipe", e))?;
-        (r, Some(File::from(w)))
+    // With -t the container's stdio is a pty slave; we read (and write) the master.
+    let (out_r, out_w, err_r, err_w, stdin_child, stdin_ours): (
+        OwnedFd,
+        OwnedFd,
+        OwnedFd,
+        OwnedFd,
+        OwnedFd,
+        Option<File>,
+    ) = if opts.tty {
+        let pty = nix::pty::openpty(None, None).map_err(|e| sys("openpty", e))?;
+        let master = pty.master;
+        let slave = pty.slave;
+        let (er, ew) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+        let stdin_ours = if interactive {
+            Some(File::from(master.try_clone().map_err(|e| sys("dup", e))?))
+        } else {
+            None
+        };
+        (
+            master,
+            slave.try_clone().map_err(|e| sys("dup", e))?,
+            er,
+            ew,
+            slave,
+            stdin_ours,
+        )
     } else {
-        let null = File::open("/dev/null").map_err(|e| crate::error::sys("/dev/null", e))?;
-        (OwnedFd::from(null), None)
+        let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+        let (err_r, err_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+        let (stdin_child, stdin_ours) = if interactive {
+            let (r, w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+            (r, Some(File::from(w)))
+        } else {
+            let null = File::open("/dev/null").map_err(|e| sys("/dev/null", e))?;
+            (OwnedFd::from(null), None)
+        };
+        (out_r, out_w, err_r, err_w, stdin_child, stdin_ours)
     };
+    let err_w = if opts.tty {
+        drop(err_w); // stderr shares the pty; the spare pipe just reports EOF
+        stdin_child.try_clone().map_err(|e| sys("dup", e))?
+    } else {
+        err_w
+    };
+    crate::timing("libcontainer build");
     let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(&lc_root)
         .map_err(lc_err)?
@@ -349,13 +404,11 @@ fn start_container(
         .build()
         .map_err(lc_err)?;
     container.start().map_err(lc_err)?;
+    crate::timing("container started");
     let pid = container
         .pid()
         .ok_or_else(|| RuntimeError::Libcontainer("container has no pid".into()))?;
     let pidfd = pidfd_open(pid.as_raw())?;
-    for fd in [&out_r, &err_r] {
-        let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
-    }
     Ok(Running {
         pid,
         pidfd,
@@ -391,6 +444,28 @@ fn ensure_dir_in_root(root: &std::path::Path, path: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Our stdin terminal in raw mode while attached with -t; restored on drop.
+struct RawTerminal(nix::sys::termios::Termios);
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.0);
+    }
 }
 
 /// Where attached output goes.
@@ -475,19 +550,15 @@ fn pump(mut run: Running, log: &mut LogWriter, attach: &mut Outputs, interactive
             if !open[s] || revents[s].is_empty() {
                 continue;
             }
-            loop {
-                match rustix::io::read(fd, &mut buf) {
-                    Ok(0) => {
-                        open[s] = false;
-                        break;
-                    }
-                    Ok(k) => {
-                        let _ = log.feed(s, &buf[..k]);
-                        attach.write(s, &buf[..k]);
-                    }
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(_) => break, // EAGAIN
+            // One read per readiness event (poll is level-triggered), so fds stay blocking.
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => open[s] = false,
+                Ok(k) => {
+                    let _ = log.feed(s, &buf[..k]);
+                    attach.write(s, &buf[..k]);
                 }
+                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(_) => open[s] = false, // EIO: the pty slave side is closed
             }
         }
         if !revents[2].is_empty() {
@@ -550,6 +621,7 @@ fn oom_killed(id: &str) -> bool {
 /// Undo everything `start_container` did; idempotent.
 pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
     let lc = dir.lc_root().join(&cfg.id);
+    crate::timing("cleanup: libcontainer delete");
     if lc.exists() {
         match Container::load(lc.clone()) {
             Ok(mut c) => {
@@ -561,7 +633,9 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
         }
         let _ = std::fs::remove_dir_all(&lc);
     }
+    crate::timing("cleanup: remove cgroups");
     crate::remove_cgroups(&cfg.id);
+    crate::timing("cleanup: umount");
     if let Err(e) = rootfs::umount_rootfs(dir) {
         tracing::warn!("{e}");
     }
@@ -575,12 +649,28 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
 }
 
 pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
-    if rootfs::is_mountpoint(&dir.rootfs()) {
-        return; // never recurse into a mounted rootfs
+    if remove_dir(store, cfg, dir) {
+        crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
     }
-    let _ = std::fs::remove_dir_all(&dir.dir);
-    store.release_name(&cfg.name, &cfg.id);
-    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
+}
+
+/// Remove the container's dir and name (not its image usage). False if still mounted.
+fn remove_dir(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) -> bool {
+    if rootfs::is_mountpoint(&dir.rootfs()) {
+        return false; // never recurse into a mounted rootfs
+    }
+    // Rename first so the container disappears atomically, then delete at leisure.
+    let trash = dir
+        .dir
+        .with_file_name(format!(".rm-{}-{}", cfg.id, std::process::id()));
+    if std::fs::rename(&dir.dir, &trash).is_ok() {
+        store.release_name(&cfg.name, &cfg.id);
+        let _ = std::fs::remove_dir_all(&trash);
+    } else {
+        let _ = std::fs::remove_dir_all(&dir.dir);
+        store.release_name(&cfg.name, &cfg.id);
+    }
+    true
 }
 
 fn exec_mode(a: &ShimArgs) -> i32 {

@@ -73,6 +73,12 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     std::fs::rename(&tmp, path).at(path)
 }
 
+fn write_atomic_bytes(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, data).at(&tmp)?;
+    std::fs::rename(&tmp, path).at(path)
+}
+
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let data = std::fs::read(path).at(path)?;
     serde_json::from_slice(&data).map_err(|source| RuntimeError::Json {
@@ -129,29 +135,29 @@ impl Store {
         self.root.join("names").join(name)
     }
 
-    /// Reserve `name` for `id` (atomic: O_EXCL create).
+    /// Reserve `name` for `id`. Callers create the container dir first, so a name whose
+    /// container dir is gone is stale and may be taken over; the whole check runs under an
+    /// exclusive `flock` so two runs can never both win.
     pub fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
-        let p = self.name_file(name);
-        match std::fs::OpenOptions::new()
+        let lock_path = self.root.join("names/.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
             .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(mut f) => f.write_all(id.as_bytes()).at(&p),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let other = std::fs::read_to_string(&p).unwrap_or_default();
-                // A name left behind by a container whose dir is gone is free again.
-                if !other.is_empty() && !self.dir(&other).config().exists() {
-                    std::fs::remove_file(&p).at(&p)?;
-                    return self.reserve_name(name, id);
-                }
-                Err(RuntimeError::NameInUse {
+            .open(&lock_path)
+            .at(&lock_path)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| crate::error::sys("flock names", e))?;
+        let p = self.name_file(name);
+        if let Ok(other) = std::fs::read_to_string(&p) {
+            if !other.is_empty() && self.dir(&other).dir.exists() {
+                return Err(RuntimeError::NameInUse {
                     name: name.to_owned(),
                     id: other,
-                })
+                });
             }
-            Err(e) => Err(e).at(&p),
         }
+        write_atomic_bytes(&p, id.as_bytes())
     }
 
     pub fn release_name(&self, name: &str, id: &str) {
@@ -167,7 +173,7 @@ impl Store {
         for e in std::fs::read_dir(&d).at(&d)? {
             let e = e.at(&d)?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if e.path().join("config.json").exists() {
+            if !name.starts_with('.') && e.path().join("config.json").exists() {
                 ids.push(name);
             }
         }
@@ -229,5 +235,49 @@ impl Store {
             }
         }
         Ok(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_name_reservation_has_one_winner() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = store.clone();
+                    s.spawn(move || {
+                        let id = format!("id{i}");
+                        std::fs::create_dir_all(store.dir(&id).dir).unwrap();
+                        usize::from(store.reserve_name("web", &id).is_ok())
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+        // A name whose container dir is gone is free again.
+        let owner = std::fs::read_to_string(d.path().join("names/web")).unwrap();
+        std::fs::remove_dir_all(store.dir(&owner).dir).unwrap();
+        std::fs::create_dir_all(store.dir("fresh").dir).unwrap();
+        store.reserve_name("web", "fresh").unwrap();
+        assert!(matches!(
+            store.reserve_name("web", "id0"),
+            Err(RuntimeError::NameInUse { .. })
+        ));
+    }
+
+    #[test]
+    fn liveness_uses_start_time() {
+        let me = std::process::id() as i32;
+        let start = pid_start_time(me);
+        assert!(start.is_some());
+        assert!(alive(Some(me), start));
+        assert!(!alive(Some(me), start.map(|s| s + 1)));
+        assert!(!alive(None, None));
     }
 }

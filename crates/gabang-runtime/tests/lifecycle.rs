@@ -177,3 +177,44 @@ fn auto_remove_and_names_are_unique() {
     ));
     env.rt.remove(&id2, true).unwrap();
 }
+
+#[test]
+fn dead_shim_is_reported_and_rm_cleans_up() {
+    let env = Env::new();
+    let (id, _) = env
+        .rt
+        .run(env.req(opts(&["sleep", "1000"])), Attach::Detached)
+        .unwrap();
+    let st = env.rt.store().live_state(&id).unwrap();
+    let shim = st.shim_pid.unwrap();
+    let init = st.pid.unwrap();
+    // SAFETY: killing the shim process this test started.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    assert!(eventually(|| env
+        .rt
+        .store()
+        .live_state(&id)
+        .unwrap()
+        .status
+        == Status::Dead));
+    let dir = env.rt.container_dir(&id);
+    assert!(std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&dir.join("bundle/rootfs").display().to_string()));
+    // rm -f of a dead container kills what is left and removes mounts and cgroups.
+    env.rt.remove(&id, true).unwrap();
+    assert!(!dir.exists());
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&dir.join("bundle/rootfs").display().to_string()));
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/pids/gabang/{id}")).exists());
+    assert!(eventually(|| gabang_runtime::Store::open(
+        std::path::Path::new("/")
+    )
+    .map(
+        |_| !std::path::Path::new(&format!("/proc/{init}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{init}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    )
+    .unwrap_or(true)));
+}

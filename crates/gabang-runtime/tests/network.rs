@@ -88,7 +88,12 @@ fn bridge_ports_ipam_and_cleanup() {
         got.is_some()
     }));
     assert!(got.unwrap().contains(&format!("hello-{}", &a[..12])));
-    let direct = http_get(&format!("{}:80", ib.as_str().unwrap())).unwrap();
+    let mut direct = None;
+    assert!(eventually(|| {
+        direct = http_get(&format!("{}:80", ib.as_str().unwrap()));
+        direct.is_some()
+    }));
+    let direct = direct.unwrap();
     assert!(direct.contains(&format!("hello-{}", &b[..12])));
     let via = http_get("127.0.0.1:18081").unwrap();
     assert!(via.contains(&format!("hello-{}", &b[..12])));
@@ -99,6 +104,40 @@ fn bridge_ports_ipam_and_cleanup() {
         .run(env.req(web(18080)), Attach::Detached)
         .unwrap_err();
     assert!(e.to_string().contains("18080"), "{e}");
+    // ... and the failed start left no veth, netns or address behind.
+    let veths = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .matches("gbv")
+    .count();
+    assert_eq!(veths, 2);
+    let netns = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .filter(|e| {
+            let n = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            n == gabang_net::netns_name(&a) || n == gabang_net::netns_name(&b) || {
+                let ipam =
+                    std::fs::read_to_string(env.tmp.path().join("root/net/ipam.json")).unwrap();
+                ipam.contains(n.trim_start_matches("gabang-"))
+            }
+        })
+        .count();
+    assert_eq!(netns, 2);
+    let ipam: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.tmp.path().join("root/net/ipam.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ipam.as_object().unwrap().len(), 2, "{ipam}");
 
     // Container can reach the gateway (host side of the bridge).
     let mut o = opts(&[

@@ -22,10 +22,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The store's latest revision.
     async fn current_revision(&self) -> Result<Revision>;
 
-    /// The key at `revision` (None: latest).
+    /// The key at `revision` (None or 0: the latest). `Compacted` below the
+    /// compaction point, `FutureRevision` above the current revision.
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResult>;
 
-    /// Keys starting with `prefix`, in key order, one page at a time.
+    /// Keys starting with `prefix` ("" for all), in key order, one page at a time;
+    /// see [`ListOptions`] for paging at one revision.
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult>;
 
     /// Creates `key`; fails with `AlreadyExists` if it exists.

@@ -543,13 +543,7 @@ impl Applier {
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &dir, nm)
                     .ctx(|| format!("symlink {shown:?}"))?;
                 if same_owner {
-                    let _ = rustix::fs::chownat(
-                        &dir,
-                        nm,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    );
+                    chown_nofollow(dir.as_fd(), nm, uid, gid);
                 }
                 let _ = rustix::fs::utimensat(&dir, nm, &ts(mtime), AtFlags::SYMLINK_NOFOLLOW);
             }
@@ -602,13 +596,7 @@ impl Applier {
                 rustix::fs::mknodat(&dir, nm, FileType::Fifo, Mode::from_raw_mode(mode), 0)
                     .ctx(|| format!("mkfifo {shown:?}"))?;
                 if same_owner {
-                    let _ = rustix::fs::chownat(
-                        &dir,
-                        nm,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    );
+                    chown_nofollow(dir.as_fd(), nm, uid, gid);
                 }
             }
             tar::EntryType::Char | tar::EntryType::Block => {
@@ -642,6 +630,17 @@ impl Applier {
         }
         out
     }
+}
+
+/// Best-effort owner of a just-created symlink or fifo, never following it.
+fn chown_nofollow(dir: std::os::fd::BorrowedFd<'_>, name: &OsStr, uid: u64, gid: u64) {
+    let _ = rustix::fs::chownat(
+        dir,
+        name,
+        Some(uid_of(uid)),
+        Some(gid_of(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
 }
 
 fn uid_of(u: u64) -> rustix::fs::Uid {

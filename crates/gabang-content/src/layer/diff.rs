@@ -165,22 +165,31 @@ fn append_xattrs<W: Write>(b: &mut tar::Builder<W>, p: &Path, r: &Path) -> Resul
         .ctx(|| format!("pax header for {}", p.display()))
 }
 
-/// Tar `dir`, compress it, and store it as a blob; returns both digests.
-pub fn write_layer(blobs: &BlobStore, dir: &Path, compression: Compression) -> Result<LayerBlob> {
-    let bw = blobs.writer(Algorithm::Sha256)?;
-    let (bw, diff_id, tar_size) = match compression {
-        Compression::None => tar_dir(dir, HashingWriter::new(bw, Algorithm::Sha256))?.finish(),
+/// Tar `dir` compressed with `compression` into `w`; returns `w`, the diff id and the tar size.
+pub fn compressed_tar_dir<W: Write>(
+    dir: &Path,
+    compression: Compression,
+    w: W,
+) -> Result<(W, Digest, u64)> {
+    Ok(match compression {
+        Compression::None => tar_dir(dir, HashingWriter::new(w, Algorithm::Sha256))?.finish(),
         Compression::Gzip => {
-            let enc = flate2::write::GzEncoder::new(bw, flate2::Compression::fast());
+            let enc = flate2::write::GzEncoder::new(w, flate2::Compression::fast());
             let (enc, d, n) = tar_dir(dir, HashingWriter::new(enc, Algorithm::Sha256))?.finish();
             (enc.finish().ctx(|| "finish gzip".to_string())?, d, n)
         }
         Compression::Zstd => {
-            let enc = zstd::stream::write::Encoder::new(bw, 3).ctx(|| "zstd".to_string())?;
+            let enc = zstd::stream::write::Encoder::new(w, 3).ctx(|| "zstd".to_string())?;
             let (enc, d, n) = tar_dir(dir, HashingWriter::new(enc, Algorithm::Sha256))?.finish();
             (enc.finish().ctx(|| "finish zstd".to_string())?, d, n)
         }
-    };
+    })
+}
+
+/// Tar `dir`, compress it, and store it as a blob; returns both digests.
+pub fn write_layer(blobs: &BlobStore, dir: &Path, compression: Compression) -> Result<LayerBlob> {
+    let bw = blobs.writer(Algorithm::Sha256)?;
+    let (bw, diff_id, tar_size) = compressed_tar_dir(dir, compression, bw)?;
     let size = bw.bytes_written();
     let digest = bw.commit(None, None)?;
     Ok(LayerBlob {

@@ -2,7 +2,8 @@
 //!
 //! Layout in `schema.rs` (one log table, one row per revision). All database access
 //! happens on dedicated threads: one writer (`writer.rs`: group commit, leases,
-//! compaction) and a few readers (`reader.rs`). Async callers talk to them over
+//! compaction; `wal_sync.rs`: the per-commit sync), a checkpointer (`checkpoint.rs`)
+//! and a few readers (`reader.rs`). Async callers talk to them over
 //! channels and wait on oneshot replies. Watchers (`watch.rs`) read history from the
 //! log and then follow the writer's in-process broadcast.
 //!
@@ -11,6 +12,7 @@
 mod checkpoint;
 mod reader;
 mod schema;
+mod wal_sync;
 mod watch;
 mod writer;
 
@@ -63,7 +65,7 @@ impl Default for SqliteConfig {
             compact_interval: Duration::from_secs(60),
             compact_chunk: 1000,
             watch_buffer: 1024,
-            broadcast_capacity: 4096,
+            broadcast_capacity: 1024,
         }
     }
 }
@@ -117,6 +119,14 @@ impl SqliteBackend {
             return Err(StoreError::Locked { path: p });
         }
         let wconn = open_conn(path, true).map_err(sql_err(&p))?;
+        // Frames a crashed process left in the WAL may not be on disk yet: sync them
+        // before they are served.
+        let io_err = |source| StoreError::Io {
+            path: format!("{p}-wal"),
+            source,
+        };
+        let mut wal = wal_sync::WalSync::open(path).map_err(io_err)?;
+        wal.sync().map_err(io_err)?;
         let (events, _) = broadcast::channel(config.broadcast_capacity.max(16));
         let current = Arc::new(AtomicI64::new(0));
         let stats = Arc::new(Stats::default());
@@ -129,6 +139,7 @@ impl SqliteBackend {
             current.clone(),
             stats.clone(),
             config.clone(),
+            wal,
         )
         .map_err(sql_err(&p))?;
         let (ckpt_tx, ckpt_rx) = crossbeam_channel::bounded(1);
@@ -150,9 +161,10 @@ impl SqliteBackend {
             let conn = open_conn(path, false).map_err(sql_err(&p))?;
             let rx = read_rx.clone();
             let pp = p.clone();
+            let durable = current.clone();
             std::thread::Builder::new()
                 .name(format!("store-read-{i}"))
-                .spawn(move || reader::run(conn, pp, rx))
+                .spawn(move || reader::run(conn, pp, rx, durable))
                 .map_err(|source| StoreError::Io {
                     path: p.clone(),
                     source,

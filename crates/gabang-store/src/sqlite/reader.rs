@@ -1,6 +1,9 @@
 //! Reader threads: each owns a connection and answers gets, lists and watch catch-up
 //! reads from one WAL snapshot (one read transaction per request).
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
 use crossbeam_channel::Receiver;
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
@@ -46,9 +49,16 @@ pub(crate) struct ReadReq {
     pub reply: oneshot::Sender<Result<ReadOutcome>>,
 }
 
-pub(crate) fn run(mut conn: Connection, path: String, rx: Receiver<ReadReq>) {
+/// `durable`: the writer's last synced revision; reads never go past it, so nothing
+/// is seen before it is on disk.
+pub(crate) fn run(
+    mut conn: Connection,
+    path: String,
+    rx: Receiver<ReadReq>,
+    durable: Arc<AtomicI64>,
+) {
     while let Ok(req) = rx.recv() {
-        let res = match read(&mut conn, req.op) {
+        let res = match read(&mut conn, req.op, durable.load(Ordering::SeqCst)) {
             Ok(r) => r,
             Err(e) => Err(sql_err(&path)(e)),
         };
@@ -76,9 +86,14 @@ fn at_revision(
     }
 }
 
-fn read(conn: &mut Connection, op: ReadOp) -> rusqlite::Result<Result<ReadOutcome>> {
+fn read(
+    conn: &mut Connection,
+    op: ReadOp,
+    durable: Revision,
+) -> rusqlite::Result<Result<ReadOutcome>> {
     let tx = conn.transaction()?;
     let (current, compacted) = revisions(&tx)?;
+    let current = current.min(durable);
     let out = match op {
         ReadOp::Get { key, revision } => {
             let at = match at_revision(current, compacted, revision) {
@@ -148,20 +163,22 @@ fn read(conn: &mut Connection, op: ReadOp) -> rusqlite::Result<Result<ReadOutcom
             };
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {}, {} FROM kv k LEFT JOIN kv p ON p.id = k.prev_revision
-                 WHERE k.id > ?1 AND k.key >= ?2 AND (?3 IS NULL OR k.key < ?3)
+                 WHERE k.id > ?1 AND k.id <= ?5 AND k.key >= ?2 AND (?3 IS NULL OR k.key < ?3)
                  ORDER BY k.id LIMIT ?4",
                 cols("k"),
                 cols("p")
             ))?;
-            let rows =
-                stmt.query_map(params![after, prefix.as_bytes(), end, limit as i64], |r| {
+            let rows = stmt.query_map(
+                params![after, prefix.as_bytes(), end, limit as i64, current],
+                |r| {
                     let row = read_row(r, 0)?;
                     let prev = match r.get::<_, Option<i64>>(6)? {
                         Some(_) => Some(read_row(r, 6)?),
                         None => None,
                     };
                     Ok(row.to_event(prev.as_ref()))
-                })?;
+                },
+            )?;
             let mut events = Vec::new();
             for ev in rows {
                 events.push(ev?);

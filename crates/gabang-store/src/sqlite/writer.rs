@@ -3,9 +3,10 @@
 //! Group commit: it blocks for one request, drains every request already queued (up
 //! to `max_batch`), applies them in order inside one `BEGIN IMMEDIATE` transaction —
 //! each write gets its own revision, a failed compare-and-swap only fails its own
-//! request — and commits once (one WAL fsync for the whole batch). Only after the
-//! commit are the events broadcast to watchers and the callers answered, so an
-//! acknowledged write is on disk. Between batches it expires leases and runs
+//! request — and commits once, then makes the commit durable with one `fdatasync` of
+//! the WAL for the whole batch. Only after that sync is the new revision visible to
+//! readers, are the events broadcast to watchers and the callers answered, so an
+//! acknowledged or observed write is on disk. Between batches it expires leases and runs
 //! compaction in bounded chunks.
 
 use std::collections::HashMap;
@@ -74,6 +75,9 @@ pub(crate) struct Writer {
     compact_done: Revision,
     next_auto_compact: Instant,
     checkpointer: Option<crossbeam_channel::Sender<()>>,
+    wal: super::wal_sync::WalSync,
+    /// Set when a WAL sync failed: the disk state is unknown, the writer stops.
+    poisoned: bool,
     commits_since_checkpoint: u32,
     /// After a failed compaction chunk, the next try waits until then.
     compact_retry_at: Instant,
@@ -95,6 +99,7 @@ struct State {
 type Applied = rusqlite::Result<Result<Outcome>>;
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)] // one call site, in `open`
     pub(crate) fn new(
         conn: Connection,
         path: String,
@@ -103,6 +108,7 @@ impl Writer {
         current: Arc<AtomicI64>,
         stats: Arc<super::Stats>,
         config: SqliteConfig,
+        wal: super::wal_sync::WalSync,
     ) -> rusqlite::Result<Self> {
         let (rev, compact_target) = super::schema::revisions(&conn)?;
         let compact_done = meta_get(&conn, META_COMPACT_DONE)?;
@@ -124,6 +130,8 @@ impl Writer {
             compact_done,
             next_auto_compact,
             checkpointer: None,
+            wal,
+            poisoned: false,
             commits_since_checkpoint: 0,
             compact_retry_at: Instant::now(),
         };
@@ -170,7 +178,7 @@ impl Writer {
     }
 
     pub(crate) fn run(mut self) {
-        loop {
+        while !self.poisoned {
             let timeout = self.next_timeout();
             let first = match self.rx.recv_timeout(timeout) {
                 Ok(req) => Some(req),
@@ -236,7 +244,17 @@ impl Writer {
             batch.into_iter().map(|r| (r.op, r.reply)).unzip();
         let start_rev = self.st.rev;
         let mut events = Vec::new();
-        let result = self.apply_all(ops, &expired, &mut events);
+        let result = self
+            .apply_all(ops, &expired, &mut events)
+            .map_err(|e| e.to_string());
+        // Durable before visible: nothing is published or answered before this sync.
+        let result = result.and_then(|r| match self.wal.sync() {
+            Ok(()) => Ok(r),
+            Err(e) => {
+                self.poisoned = true;
+                Err(format!("syncing {}: {e}", self.wal.path().display()))
+            }
+        });
         match result {
             Ok(results) => {
                 self.current.store(self.st.rev, Ordering::SeqCst);
@@ -260,6 +278,9 @@ impl Writer {
                     tracing::error!(path = %self.path, error = %e, "reloading leases failed");
                 }
                 let msg = format!("sqlite store {}: {e}", self.path);
+                if self.poisoned {
+                    tracing::error!(path = %self.path, "WAL sync failed; the store stops taking writes");
+                }
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::BatchFailed(msg.clone())));
                 }
