@@ -36,6 +36,8 @@ enum Command {
     /// Manage images
     #[command(subcommand, name = "image")]
     ImageSub(cmd::image::ImageCommand),
+    /// Build an image from a Dockerfile
+    Build(cmd::build::BuildArgs),
     /// Low-level layer tools (benchmarks, debugging)
     #[command(subcommand, hide = true)]
     Layer(cmd::layer::LayerCommand),
@@ -64,6 +66,7 @@ fn main() {
         Command::Image(c) => cmd::image::run_top(c, &cli.root),
         Command::ImageSub(c) => cmd::image::run(c, &cli.root),
         Command::Layer(c) => cmd::layer::run(c),
+        Command::Build(a) => cmd::build::run(a, &cli.root),
         Command::RegistryTop(c) => cmd::registry::run_top(c, &cli.root),
         Command::Registry(c) => cmd::registry::run(c, &cli.root),
     };

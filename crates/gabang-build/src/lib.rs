@@ -22,6 +22,7 @@ pub mod cache;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod exec;
 pub mod expand;
 pub mod ignore;
 pub mod parser;
