@@ -54,7 +54,9 @@ fn server(args: ServerArgs, root: &Path) -> Result<i32> {
         .context("starting the API server")?;
         println!("API server listening on https://{}", handle.local_addr);
         println!("export KUBECONFIG={}", handle.kubeconfig.display());
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
         handle.shutdown().await;
         Ok(0)
     })

@@ -47,6 +47,10 @@ impl BlobStore {
         for entry in fs::read_dir(&dir).ctx(|| format!("read {}", dir.display()))? {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
+            // Created, then locked: a young file may be a writer between the two.
+            if !crate::snapshot::older_than(&path, crate::snapshot::STALE_AFTER) {
+                continue;
+            }
             let Ok(f) = File::open(&path) else { continue };
             // A live writer holds LOCK_EX; if we can take it, the writer is gone.
             if rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
@@ -357,8 +361,15 @@ mod tests {
     fn stale_temp_files_of_dead_writers_are_removed_live_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
         let s = BlobStore::open(dir.path()).unwrap();
-        // A "crashed" writer: an unlocked temp file.
+        // A "crashed" writer: an unlocked temp file, older than the stale age.
         fs::write(dir.path().join("ingest/deadbeef"), b"partial").unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .append(true)
+            .open(dir.path().join("ingest/deadbeef"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         // A live writer in this process holds its lock (flock is per open file description).
         let mut live = s.writer(Algorithm::Sha256).unwrap();
         live.write_all(b"in progress").unwrap();

@@ -76,7 +76,8 @@ fn is_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
 impl ImageRef {
@@ -90,7 +91,8 @@ impl ImageRef {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                d.parse::<crate::digest::Digest>().map_err(|e| err(&e.to_string()))?;
+                d.parse::<crate::digest::Digest>()
+                    .map_err(|e| err(&e.to_string()))?;
                 (r, Some(d.to_string()))
             }
             None => (s, None),
@@ -127,7 +129,11 @@ impl ImageRef {
         }
         let (registry, repository) = match domain {
             Some("index.docker.io") | Some("docker.io") | None => {
-                let repo = if path.contains('/') { path.to_string() } else { format!("library/{path}") };
+                let repo = if path.contains('/') {
+                    path.to_string()
+                } else {
+                    format!("library/{path}")
+                };
                 ("docker.io".to_string(), repo)
             }
             Some(d) => (d.to_string(), path.to_string()),
@@ -140,7 +146,12 @@ impl ImageRef {
             (None, None) => Some("latest".to_string()),
             (None, Some(_)) => None,
         };
-        Ok(ImageRef { registry, repository, tag, digest })
+        Ok(ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     pub fn registry(&self) -> &str {
@@ -228,21 +239,41 @@ mod tests {
 
     #[test]
     fn grammar_edges() {
-        for ok in ["a", "a_b", "a__b", "a---b", "a.b/c-d", "localhost/x", "127.0.0.1:5000/x/y:v1.2_3", "my.reg:443/a/b/c", "x:A_b.c-d"] {
+        for ok in [
+            "a",
+            "a_b",
+            "a__b",
+            "a---b",
+            "a.b/c-d",
+            "localhost/x",
+            "127.0.0.1:5000/x/y:v1.2_3",
+            "my.reg:443/a/b/c",
+            "x:A_b.c-d",
+        ] {
             ImageRef::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["a..b", "a___b", "a_", "_a", "a//b", "/a", "a/", "host:/a", "x:.tag", "x:-t", "a:b:c/d"] {
+        for bad in [
+            "a..b", "a___b", "a_", "_a", "a//b", "/a", "a/", "host:/a", "x:.tag", "x:-t", "a:b:c/d",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad} accepted");
         }
-        assert_eq!(ImageRef::parse("index.docker.io/busybox").unwrap().to_string(), "docker.io/library/busybox:latest");
-        assert_eq!(ImageRef::parse("docker.io/me/x").unwrap().familiar_name(), "me/x");
+        assert_eq!(
+            ImageRef::parse("index.docker.io/busybox")
+                .unwrap()
+                .to_string(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            ImageRef::parse("docker.io/me/x").unwrap().familiar_name(),
+            "me/x"
+        );
     }
 
     #[test]
     fn clear_errors() {
         for (bad, needle) in [
             ("Busybox", "lowercase"),
-            ("bb:", "expected"),
+            ("bb:", "tag"),
             ("bb:a b", "spaces"),
             ("", "empty"),
             ("bb@sha256:123", "digest"),

@@ -11,6 +11,17 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Temp entries younger than this may belong to a live writer that has not locked them yet.
+pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub(crate) fn older_than(p: &Path, age: std::time::Duration) -> bool {
+    fs::symlink_metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e > age)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     pub chain_id: Digest,
@@ -67,6 +78,11 @@ impl Snapshots {
             let name = e.file_name().to_string_lossy().to_string();
             if name.starts_with(".staging-") || name.starts_with(".trash-") {
                 let p = e.path();
+                // A staging dir is created, then locked: leave young ones alone so we
+                // never race a writer between its mkdir and its flock.
+                if !older_than(&p, STALE_AFTER) {
+                    continue;
+                }
                 let Ok(f) = File::open(p.join(".lock")) else {
                     let _ = fs::remove_dir_all(&p);
                     continue;

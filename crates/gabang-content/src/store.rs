@@ -219,7 +219,12 @@ impl Store {
     pub fn resolve_image(&self, reference: &str) -> Result<Image> {
         let by_ref = ImageRef::parse(reference);
         // Fast path: a tag is one indexed lookup.
-        if let Some(t) = by_ref.as_ref().ok().filter(|r| r.digest().is_none()).and_then(|r| r.tagged()) {
+        if let Some(t) = by_ref
+            .as_ref()
+            .ok()
+            .filter(|r| r.digest().is_none())
+            .and_then(|r| r.tagged())
+        {
             let hit = self.meta()?.by_tag(&t)?;
             if let Some((row, tags)) = hit {
                 return self.load_image(&row, tags);

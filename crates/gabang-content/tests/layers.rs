@@ -276,6 +276,8 @@ fn a_live_lease_protects_fresh_blobs_from_gc() {
     assert_eq!(store.gc().unwrap().blobs_removed, 0);
     assert!(store.blobs().exists(&d));
     drop(lease);
+    // GC also spares blobs touched after it starts; let this one be strictly older.
+    std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(store.gc().unwrap().blobs_removed, 1);
 }
 
@@ -388,6 +390,8 @@ fn blobs_referenced_by_other_owners_survive_gc() {
     store
         .add_blob_refs("registry:app", std::slice::from_ref(&kept))
         .unwrap();
+    // GC spares blobs touched after it starts; let these be strictly older.
+    std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(store.gc().unwrap().blobs_removed, 1);
     assert!(store.blobs().exists(&kept) && !store.blobs().exists(&lost));
     store.remove_blob_refs("registry:app", None).unwrap();

@@ -621,6 +621,16 @@ async fn manifest_put(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
+        // Read (and drop) a bounded amount of the body first, so a client still sending
+        // gets the 413 instead of a broken pipe; anything larger is cut off.
+        if declared.is_some_and(|n| n <= limit.saturating_mul(16)) {
+            let mut stream = body.into_data_stream();
+            while let Some(chunk) = stream.next().await {
+                if chunk.is_err() {
+                    break;
+                }
+            }
+        }
         return Err(too_big());
     }
     let bytes = axum::body::to_bytes(body, limit)
