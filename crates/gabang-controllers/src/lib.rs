@@ -10,5 +10,7 @@
 //! nodes and pods.
 
 pub mod common;
+pub mod deployment;
 pub mod fixtures;
+pub mod replicaset;
 pub mod scheduler;
