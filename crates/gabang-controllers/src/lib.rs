@@ -11,6 +11,7 @@
 
 pub mod common;
 pub mod deployment;
+pub mod endpoints;
 pub mod fixtures;
 pub mod replicaset;
 pub mod scheduler;
