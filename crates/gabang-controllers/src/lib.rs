@@ -13,5 +13,6 @@ pub mod common;
 pub mod deployment;
 pub mod endpoints;
 pub mod fixtures;
+pub mod gc;
 pub mod replicaset;
 pub mod scheduler;
