@@ -14,5 +14,6 @@ pub mod deployment;
 pub mod endpoints;
 pub mod fixtures;
 pub mod gc;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod scheduler;
