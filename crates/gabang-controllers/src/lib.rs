@@ -9,6 +9,7 @@
 //! helpers (selectors, quantities, pod readiness) live in [`common`]; [`fixtures`] builds fake
 //! nodes and pods.
 
+pub mod cluster;
 pub mod common;
 pub mod deployment;
 pub mod endpoints;
@@ -16,4 +17,5 @@ pub mod fixtures;
 pub mod gc;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod runtime;
 pub mod scheduler;
