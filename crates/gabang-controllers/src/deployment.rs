@@ -657,14 +657,55 @@ fn status(
             find("Progressing"),
         ))
     } else if progressed || w.new.is_some() {
-        Some(condition(
-            "Progressing",
-            "True",
-            "ReplicaSetUpdated",
-            format!("ReplicaSet \"{new_name}\" is progressing."),
-            now,
-            find("Progressing"),
-        ))
+        // Progress = we scaled, or the pods moved (counts changed) since the last status.
+        let moved = d.status.as_ref().map(|s| {
+            (
+                s.replicas,
+                s.updated_replicas,
+                s.ready_replicas,
+                s.available_replicas,
+            )
+        }) != Some((Some(replicas), Some(updated), Some(ready), Some(avail)));
+        let prev_p = find("Progressing");
+        let deadline = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.progress_deadline_seconds)
+            .unwrap_or(600) as i64;
+        let last = prev_p
+            .and_then(|p| p.last_update_time.as_ref())
+            .map(|t| t.0);
+        if !progressed
+            && !moved
+            && prev_p.and_then(|p| p.reason.as_deref()) == Some("ProgressDeadlineExceeded")
+        {
+            prev_p.cloned()
+        } else if !progressed
+            && !moved
+            && last.is_some_and(|l| now - l > k8s_openapi::chrono::Duration::seconds(deadline))
+        {
+            Some(condition(
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+                now,
+                prev_p,
+            ))
+        } else {
+            let mut c = condition(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{new_name}\" is progressing."),
+                now,
+                prev_p,
+            );
+            if progressed || moved {
+                c.last_update_time = Some(Time(now));
+            }
+            Some(c)
+        }
     } else {
         find("Progressing").cloned()
     };

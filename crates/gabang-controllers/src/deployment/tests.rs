@@ -451,3 +451,47 @@ fn scale_up_and_down_without_template_change() {
         Some("1")
     );
 }
+
+#[test]
+fn stuck_rollout_exceeds_progress_deadline() {
+    let mut sim = Sim::new(deployment(
+        2,
+        "v1",
+        rolling(IntOrString::Int(1), IntOrString::Int(0)),
+    ));
+    sim.settle();
+    sim.d.spec.as_mut().unwrap().template = template("v2");
+    sim.step();
+    // The new pod never becomes available: reconcile without the world moving.
+    let at = |s: i64, sim: &mut Sim| {
+        let o = reconcile(&sim.d, &sim.rss, &[], t(s));
+        sim.d.status = Some(o.status);
+        sim.condition("Progressing")
+    };
+    let c = at(20, &mut sim);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("True", Some("ReplicaSetUpdated"))
+    );
+    let c = at(500, &mut sim);
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("ReplicaSetUpdated"),
+        "within the 600 s deadline"
+    );
+    let c = at(621, &mut sim);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("False", Some("ProgressDeadlineExceeded"))
+    );
+    assert_eq!(
+        at(700, &mut sim).reason.as_deref(),
+        Some("ProgressDeadlineExceeded")
+    );
+    // The world moves again: progressing resumes.
+    sim.settle();
+    assert_eq!(
+        sim.condition("Progressing").reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+}
