@@ -74,6 +74,9 @@ pub trait Cluster: Send + Sync {
     ) -> Result<(), ClusterError>;
     /// POST pods/{name}/binding.
     fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClusterError>;
+    /// The node agent's final delete of a pod (gracePeriodSeconds=0): a bound pod deleted
+    /// normally stays (terminating) until its agent has stopped it and calls this.
+    fn force_delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError>;
 }
 
 type Key = (String, String, String); // (apiVersion/kind, namespace, name)
@@ -304,6 +307,17 @@ impl Cluster for MemCluster {
             st.objects.insert(key, v);
         }
         Ok(())
+    }
+
+    fn force_delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        match self.delete::<k8s_openapi::api::core::v1::Pod>(
+            namespace,
+            name,
+            Propagation::Background,
+        ) {
+            Err(ClusterError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
     }
 
     fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClusterError> {

@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod fixtures;
 pub mod gc;
+pub mod http;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;

@@ -623,6 +623,16 @@ pub fn fake_agent_step<C: Cluster>(
         }
         let pods: Vec<Pod> = c.list()?;
         for (j, p) in pods.into_iter().enumerate() {
+            let on_node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(*node);
+            if on_node && p.metadata.deletion_timestamp.is_some() {
+                // Containers stopped: the agent's final delete.
+                let k = ObjectKey::of(&p.metadata);
+                match c.force_delete_pod(&k.namespace, &k.name) {
+                    Ok(()) | Err(ClusterError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(*node)
                 || pod_ready(&p)
                 || !pod_active(&p)
