@@ -1,0 +1,276 @@
+//! [`HttpCluster`]: the [`Cluster`] trait over a Kubernetes-compatible API server (ours, or
+//! a real one) via HTTPS + bearer token.
+//!
+//! Blocking calls on a private single-threaded tokio runtime: call it from a plain thread
+//! (the controller manager's), never from inside async code. One connection per request,
+//! HTTP/1.1 over rustls with the server's CA as the only root.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::Resource;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{json, Value};
+
+use crate::cluster::{Cluster, ClusterError, Object};
+use crate::gc::Propagation;
+
+pub struct HttpCluster {
+    addr: SocketAddr,
+    host: String,
+    token: String,
+    tls: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn api(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Api(e.to_string())
+}
+
+fn collection<K: Resource>(ns: &str) -> String {
+    let base = if K::GROUP.is_empty() {
+        format!("/api/{}", K::VERSION)
+    } else {
+        format!("/apis/{}/{}", K::GROUP, K::VERSION)
+    };
+    if ns.is_empty() {
+        format!("{base}/{}", K::URL_PATH_SEGMENT)
+    } else {
+        format!("{base}/namespaces/{ns}/{}", K::URL_PATH_SEGMENT)
+    }
+}
+
+fn error_of<K: Resource>(code: u16, body: &[u8], key: String) -> ClusterError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = v["message"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let kind = K::KIND.to_string();
+    match (code, v["reason"].as_str()) {
+        (404, _) => ClusterError::NotFound { kind, key },
+        (409, Some("AlreadyExists")) => ClusterError::AlreadyExists { kind, key },
+        (409, _) => ClusterError::Conflict { kind, key, message },
+        (400 | 422, _) => ClusterError::Invalid { kind, key, message },
+        _ => ClusterError::Api(format!("{kind} {key}: HTTP {code}: {message}")),
+    }
+}
+
+fn decode<K: Object>(mut v: Value) -> Result<K, ClusterError> {
+    // List items may come without apiVersion/kind.
+    v["apiVersion"] = json!(K::API_VERSION);
+    v["kind"] = json!(K::KIND);
+    serde_json::from_value(v).map_err(|e| ClusterError::Api(format!("decode {}: {e}", K::KIND)))
+}
+
+impl HttpCluster {
+    /// Connect to `addr` trusting only `ca_pem`, authenticating with `token`.
+    pub fn new(addr: SocketAddr, ca_pem: &str, token: &str) -> Result<Self, ClusterError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots
+                .add(c.map_err(|e| api(format!("CA PEM: {e}")))?)
+                .map_err(|e| api(format!("CA certificate: {e}")))?;
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(api)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| api(format!("runtime: {e}")))?;
+        Ok(HttpCluster {
+            addr,
+            host: addr.to_string(),
+            token: token.to_string(),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+            server_name: ServerName::IpAddress(addr.ip().into()),
+            rt,
+        })
+    }
+
+    /// One request; returns (status, body).
+    fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Bytes), ClusterError> {
+        let body = match body {
+            Some(v) => serde_json::to_vec(&v).map_err(api)?,
+            None => Vec::new(),
+        };
+        self.rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| api(format!("connect {}: {e}", self.addr)))?;
+            let tls = self
+                .tls
+                .connect(self.server_name.clone(), tcp)
+                .await
+                .map_err(|e| api(format!("TLS to {}: {e}", self.addr)))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(api)?;
+            let conn = tokio::spawn(conn);
+            let req = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", &self.host)
+                .header("authorization", format!("Bearer {}", self.token))
+                .header("content-type", "application/json")
+                .header("accept", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .map_err(api)?;
+            let resp = sender.send_request(req).await.map_err(api)?;
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.map_err(api)?.to_bytes();
+            drop(sender);
+            conn.abort();
+            Ok((status, bytes))
+        })
+    }
+
+    fn call<K: Resource>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+        key: String,
+    ) -> Result<Value, ClusterError> {
+        let (code, bytes) = self.request(method, path, body)?;
+        if !(200..300).contains(&code) {
+            return Err(error_of::<K>(code, &bytes, key));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| api(format!("{} {key}: response: {e}", K::KIND)))
+    }
+
+    fn path_of<K: Object>(obj: &K) -> (String, String) {
+        let m = obj.metadata();
+        let ns = m.namespace.clone().unwrap_or_default();
+        let name = m.name.clone().unwrap_or_default();
+        (
+            format!("{}/{}", collection::<K>(&ns), name),
+            format!("{ns}/{name}"),
+        )
+    }
+}
+
+impl Cluster for HttpCluster {
+    fn list<K: Object>(&self) -> Result<Vec<K>, ClusterError> {
+        let v = self.call::<K>(http::Method::GET, &collection::<K>(""), None, "*".into())?;
+        v["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(decode)
+            .collect()
+    }
+
+    fn get<K: Object>(&self, namespace: &str, name: &str) -> Result<Option<K>, ClusterError> {
+        match self.call::<K>(
+            http::Method::GET,
+            &format!("{}/{name}", collection::<K>(namespace)),
+            None,
+            format!("{namespace}/{name}"),
+        ) {
+            Ok(v) => decode(v).map(Some),
+            Err(ClusterError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create<K: Object>(&self, obj: &K) -> Result<K, ClusterError> {
+        let ns = obj.metadata().namespace.clone().unwrap_or_default();
+        let key = format!(
+            "{ns}/{}",
+            obj.metadata()
+                .name
+                .as_deref()
+                .or(obj.metadata().generate_name.as_deref())
+                .unwrap_or("")
+        );
+        let body = serde_json::to_value(obj).map_err(api)?;
+        decode(self.call::<K>(http::Method::POST, &collection::<K>(&ns), Some(body), key)?)
+    }
+
+    fn update<K: Object>(&self, obj: &K) -> Result<K, ClusterError> {
+        let (path, key) = Self::path_of(obj);
+        decode(self.call::<K>(
+            http::Method::PUT,
+            &path,
+            Some(serde_json::to_value(obj).map_err(api)?),
+            key,
+        )?)
+    }
+
+    fn update_status<K: Object>(&self, obj: &K) -> Result<K, ClusterError> {
+        let (path, key) = Self::path_of(obj);
+        decode(self.call::<K>(
+            http::Method::PUT,
+            &format!("{path}/status"),
+            Some(serde_json::to_value(obj).map_err(api)?),
+            key,
+        )?)
+    }
+
+    fn delete<K: Object>(
+        &self,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+    ) -> Result<(), ClusterError> {
+        let policy = match propagation {
+            Propagation::Background => "Background",
+            Propagation::Foreground => "Foreground",
+            Propagation::Orphan => "Orphan",
+        };
+        let body =
+            json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": policy});
+        self.call::<K>(
+            http::Method::DELETE,
+            &format!("{}/{name}", collection::<K>(namespace)),
+            Some(body),
+            format!("{namespace}/{name}"),
+        )
+        .map(|_| ())
+    }
+
+    fn force_delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        let body = json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0});
+        self.call::<Pod>(
+            http::Method::DELETE,
+            &format!("{}/{name}", collection::<Pod>(namespace)),
+            Some(body),
+            format!("{namespace}/{name}"),
+        )
+        .map(|_| ())
+    }
+
+    fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClusterError> {
+        let body = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        self.call::<Pod>(
+            http::Method::POST,
+            &format!("{}/{name}/binding", collection::<Pod>(namespace)),
+            Some(body),
+            format!("{namespace}/{name}"),
+        )
+        .map(|_| ())
+    }
+}

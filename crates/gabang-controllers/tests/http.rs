@@ -1,0 +1,140 @@
+//! The controllers against the real gabang-apiserver (HTTPS on loopback, SQLite store in a
+//! temp dir), with two fake nodes and the fake agent: a Deployment comes up, scales down
+//! (graceful pod deletion finished by the agent), and is garbage-collected when deleted.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use gabang_apiserver::{serve, ServerConfig, StoreSpec};
+use gabang_controllers::cluster::{Cluster, ClusterError};
+use gabang_controllers::fixtures::{labels, node, pod};
+use gabang_controllers::gc::Propagation;
+use gabang_controllers::http::HttpCluster;
+use gabang_controllers::nodelifecycle::{Config, SystemClock};
+use gabang_controllers::runtime::{fake_agent_step, Manager};
+use gabang_store::{Backend, SqliteBackend, SqliteConfig};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::chrono::Utc;
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[test]
+fn deployment_lifecycle_over_the_apiserver() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Backend> = Arc::new(
+        SqliteBackend::open(&dir.path().join("state.db"), SqliteConfig::default()).unwrap(),
+    );
+    let handle = rt
+        .block_on(serve(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("pki"),
+            store: StoreSpec::Backend(store),
+        }))
+        .unwrap();
+    let c = Arc::new(HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token).unwrap());
+    for ns in ["default", "kube-node-lease"] {
+        match c.create(&Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }) {
+            Ok(_) | Err(ClusterError::AlreadyExists { .. }) => {}
+            Err(e) => panic!("namespace {ns}: {e}"),
+        }
+    }
+    for n in ["n1", "n2"] {
+        let want = node(n, "4", "8Gi", 110);
+        let mut created = c.create(&want).unwrap();
+        created.status = want.status.clone();
+        c.update_status(&created).unwrap();
+    }
+    let mut m = Manager::new(c.clone(), Arc::new(SystemClock), Config::default());
+    let spec = pod("default", "x", "100m", "64Mi").spec;
+    c.create(&Deployment {
+        metadata: ObjectMeta {
+            namespace: Some("default".into()),
+            name: Some("web".into()),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(3),
+            selector: LabelSelector {
+                match_labels: Some(labels(&[("app", "web")])),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&[("app", "web")])),
+                    ..Default::default()
+                }),
+                spec,
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+    .unwrap();
+    let run_until = |m: &mut Manager<HttpCluster>, what: &str, f: &dyn Fn() -> bool| {
+        for _ in 0..100 {
+            let rep = m.sync().unwrap();
+            assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+            fake_agent_step(c.as_ref(), &["n1", "n2"], Utc::now()).unwrap();
+            if f() {
+                return;
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+        panic!("never reached: {what}");
+    };
+    run_until(&mut m, "3 ready pods and deployment status", &|| {
+        let pods = c.list::<Pod>().unwrap();
+        let d: Deployment = c.get("default", "web").unwrap().unwrap();
+        pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| ready(p) && p.spec.as_ref().unwrap().node_name.is_some())
+            && d.status.and_then(|s| s.available_replicas) == Some(3)
+    });
+    let rs = c.list::<ReplicaSet>().unwrap();
+    assert_eq!(rs.len(), 1);
+    assert_eq!(
+        rs[0]
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("1")
+    );
+    let nodes_used: std::collections::BTreeSet<String> = c
+        .list::<Pod>()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.spec.as_ref().unwrap().node_name.clone())
+        .collect();
+    assert_eq!(nodes_used.len(), 2, "spread over both nodes");
+
+    let mut d: Deployment = c.get("default", "web").unwrap().unwrap();
+    d.spec.as_mut().unwrap().replicas = Some(1);
+    c.update(&d).unwrap();
+    run_until(&mut m, "1 pod", &|| c.list::<Pod>().unwrap().len() == 1);
+
+    c.delete::<Deployment>("default", "web", Propagation::Background)
+        .unwrap();
+    run_until(&mut m, "all collected", &|| {
+        c.list::<Pod>().unwrap().is_empty() && c.list::<ReplicaSet>().unwrap().is_empty()
+    });
+    assert!(c.list::<Node>().unwrap().len() == 2);
+    drop(rt);
+}
