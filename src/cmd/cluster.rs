@@ -18,6 +18,9 @@ pub struct ServerArgs {
     /// Store URL: sqlite:///path/state.db or etcd://host:2379,... (default: sqlite under ROOT/cluster)
     #[arg(long)]
     pub store: Option<String>,
+    /// Serve the API only, without the controllers and the scheduler
+    #[arg(long)]
+    pub no_controllers: bool,
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
@@ -31,6 +34,32 @@ pub fn run(cmd: ClusterCommand, root: &Path) -> Result<i32> {
     match cmd {
         ClusterCommand::Server(args) => server(args, root),
     }
+}
+
+/// The controllers (Deployment, ReplicaSet, scheduler, endpoints, GC, node lifecycle) as
+/// a client of the API server, on a plain thread: their HTTP client blocks on its own runtime.
+fn start_controllers(addr: SocketAddr, ca_pem: String, token: String) {
+    use gabang_controllers::nodelifecycle::{Config, SystemClock};
+    std::thread::spawn(move || {
+        let cluster = match gabang_controllers::http::HttpCluster::new(addr, &ca_pem, &token) {
+            Ok(c) => std::sync::Arc::new(c),
+            Err(e) => {
+                eprintln!("gabang: controllers not started: {e}");
+                return;
+            }
+        };
+        let mut m = gabang_controllers::runtime::Manager::new(
+            cluster,
+            std::sync::Arc::new(SystemClock),
+            Config::default(),
+        );
+        loop {
+            if let Err(e) = m.sync() {
+                tracing::warn!("controllers: {e}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    });
 }
 
 fn server(args: ServerArgs, root: &Path) -> Result<i32> {
@@ -52,6 +81,13 @@ fn server(args: ServerArgs, root: &Path) -> Result<i32> {
         })
         .await
         .context("starting the API server")?;
+        if !args.no_controllers {
+            start_controllers(
+                handle.local_addr,
+                handle.ca_pem.clone(),
+                handle.token.clone(),
+            );
+        }
         println!("API server listening on https://{}", handle.local_addr);
         println!("export KUBECONFIG={}", handle.kubeconfig.display());
         tokio::signal::ctrl_c()
