@@ -62,15 +62,18 @@ api=$(free_port)
 pids+=($!)
 wait_for "https://127.0.0.1:$api/healthz"
 export KUBECONFIG="$GABANG_ROOT/cluster/admin.kubeconfig"
-sed "s#localhost:5000#localhost:$reg#" examples/k8s/web.yaml >"$work/web.yaml"
-step kubectl apply -f "$work/web.yaml"
+step kubectl apply -f examples/k8s/web.yaml
 step kubectl get namespaces
 step kubectl get deploy,svc -n shop -o wide
 step kubectl scale deploy web -n shop --replicas 5
-step kubectl get deploy -n shop
+sleep 2   # the controllers create the ReplicaSet and its pods; the scheduler tries to place them
+step kubectl get deploy,rs,pods -n shop -o wide
+pod=$(kubectl get pods -n shop -o name | head -n 1)
+[ -n "$pod" ] && step kubectl describe -n shop "$pod" | tail -n 5
 echo
-echo "(The cluster stores and serves the desired state. Controllers, the scheduler and the"
-echo " node agent that turn it into running pods are the next issues; see README.)"
+echo "(The cluster keeps the desired state: Deployment → ReplicaSet → 5 pods. No node has"
+echo " joined yet, so the scheduler keeps them Pending and says why; the node agent that"
+echo " runs them (gabang agent / gabang up) is the next issue.)"
 
 echo; echo "== 6. build once, run anywhere: save/load into a second store keeps the image ID"
 step "$G" save -o "$work/web-oci.tar" web:1
