@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 struct Env {
@@ -44,41 +44,24 @@ impl Env {
         assert!(!o.status.success(), "gabang {args:?} should fail");
         String::from_utf8(o.stderr).unwrap()
     }
-    /// A busybox rootfs tarball made from Debian's busybox-static.
+    /// A busybox rootfs tarball made from Debian's busybox-static (the project's script).
     fn busybox_tar(&self) -> PathBuf {
-        let dir = self.path("bbroot");
-        fs::create_dir_all(dir.join("bin")).unwrap();
-        fs::create_dir_all(dir.join("etc")).unwrap();
-        fs::copy(busybox(), dir.join("bin/busybox")).unwrap();
-        for app in ["sh", "ls", "cat", "echo", "httpd"] {
-            std::os::unix::fs::symlink("busybox", dir.join("bin").join(app)).unwrap();
-        }
-        fs::write(
-            dir.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-        )
-        .unwrap();
         let tar = self.path("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .args(["-cf"])
+        let o = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/make-busybox-rootfs.sh"
+            ))
             .arg(&tar)
-            .arg(".")
-            .status()
+            .output()
             .unwrap();
-        assert!(st.success());
+        assert!(
+            o.status.success(),
+            "make-busybox-rootfs.sh: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         tar
     }
-}
-
-fn busybox() -> &'static Path {
-    let p = Path::new("/usr/bin/busybox");
-    assert!(
-        p.exists(),
-        "/usr/bin/busybox missing: install Debian's busybox-static (scripts/install-deps.sh does)"
-    );
-    p
 }
 
 fn skopeo(args: &[&str]) -> String {
