@@ -9,7 +9,7 @@ use gabang_content::{ImageRef, Store};
 use gabang_registry::client::{self, Options};
 use gabang_registry::registry::{AuthMode, Config};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 fn run(cmd: &str, args: &[&str]) -> (bool, String) {
     let o = Command::new(cmd)
@@ -316,59 +316,6 @@ fn rand_u64() -> u64 {
         .unwrap()
         .as_nanos() as u64
         ^ (std::process::id() as u64) << 32
-}
-
-/// CNCF Distribution on a free loopback port with its own config and storage; killed on drop.
-pub struct Distribution {
-    child: Child,
-    pub host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Distribution {
-    pub fn start() -> Distribution {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry missing (apt-get install docker-registry)");
-        let host = format!("127.0.0.1:{port}");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&host).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Distribution {
-            child,
-            host,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
