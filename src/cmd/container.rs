@@ -308,6 +308,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         auto_remove: a.rm,
         interactive: a.interactive,
         tty: a.tty,
+        ..Default::default()
     })
 }
 

@@ -118,6 +118,7 @@ pub struct ContainerSummary {
     pub created: chrono::DateTime<Utc>,
     pub state: ContainerState,
     pub ports: Vec<PortMapping>,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl ContainerSummary {
@@ -164,8 +165,8 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 /// Remove the container's cgroup dirs (v1 controllers and v2), killing what is left.
-pub(crate) fn remove_cgroups(id: &str) {
-    let rel = spec::cgroups_path(id);
+pub(crate) fn remove_cgroups(parent: Option<&str>, id: &str) {
+    let rel = spec::cgroups_path(parent, id);
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
@@ -208,8 +209,8 @@ fn read_u64(path: &str) -> Option<u64> {
 }
 
 /// Read the container's cgroup counters (hybrid/v1 controllers first, then v2).
-pub fn cgroup_stats(id: &str) -> ContainerStats {
-    let cg = spec::cgroups_path(id);
+pub fn cgroup_stats(parent: Option<&str>, id: &str) -> ContainerStats {
+    let cg = spec::cgroups_path(parent, id);
     let mut s = ContainerStats::default();
     let v2 = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
     s.cpu_usage_ns = ["cpuacct", "cpu,cpuacct"]
@@ -613,6 +614,7 @@ impl Runtime {
                 image: cfg.image,
                 created: cfg.created,
                 ports: cfg.options.publish.clone(),
+                labels: cfg.options.labels.clone(),
                 state,
             });
         }
@@ -748,6 +750,17 @@ impl Runtime {
     /// Run a process in a running container via an exec shim that inherits the caller's
     /// stdio. Returns the process's exit code.
     pub fn exec(&self, id: &str, spec: &ExecSpec) -> Result<i32> {
+        let status = self
+            .exec_command(id, spec)?
+            .status()
+            .map_err(|e| error::sys("spawn exec shim", e))?;
+        Ok(status.code().unwrap_or(255))
+    }
+
+    /// The exec shim as a [`Command`] not yet spawned: the caller chooses its stdio (pipes
+    /// for the node agent's streaming exec, a pty slave for `tty`). The shim passes its stdio
+    /// to the process and exits with the process's code.
+    pub fn exec_command(&self, id: &str, spec: &ExecSpec) -> Result<Command> {
         let st = self.store.live_state(id)?;
         if !st.status.can_exec() {
             return Err(RuntimeError::BadState {
@@ -762,20 +775,17 @@ impl Runtime {
             // libcgroups warns about every v1 controller it does not know: not for users.
             cmd.env("GABANG_LOG", "warn,libcgroups=error");
         }
-        let status = cmd
-            .args(&self.cfg.shim_prefix_args)
+        cmd.args(&self.cfg.shim_prefix_args)
             .args(["exec", "--root"])
             .arg(&self.cfg.root)
-            .args(["--id", id, "--exec", &json])
-            .status()
-            .map_err(|e| error::sys("spawn exec shim", e))?;
-        Ok(status.code().unwrap_or(255))
+            .args(["--id", id, "--exec", &json]);
+        Ok(cmd)
     }
 
     /// Resource usage of a running container.
     pub fn stats(&self, id: &str) -> Result<ContainerStats> {
-        self.store.load_config(id)?;
-        Ok(cgroup_stats(id))
+        let cfg = self.store.load_config(id)?;
+        Ok(cgroup_stats(cfg.options.cgroup_parent.as_deref(), id))
     }
 
     /// Host-side paths of a container (for tests and tooling).

@@ -209,6 +209,26 @@ pub struct RunOptions {
     pub auto_remove: bool,
     pub interactive: bool,
     pub tty: bool,
+    /// Free-form labels (the node agent records pod namespace/name/uid and container name).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Join this existing network namespace (a pod sandbox) instead of making one; `network`
+    /// is then ignored and nothing is attached or detached for this container.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The address of the joined namespace, for `/etc/hosts` and `inspect`.
+    #[serde(default)]
+    pub netns_ip: Option<std::net::Ipv4Addr>,
+    /// Parent cgroup (relative, e.g. `/gabang/pod-<uid>`); default `/gabang`.
+    #[serde(default)]
+    pub cgroup_parent: Option<String>,
+}
+
+impl RunOptions {
+    /// Does the shim make (and later remove) this container's own bridge attachment?
+    pub fn owns_bridge_attachment(&self) -> bool {
+        self.netns.is_none() && self.network == NetworkMode::Bridge
+    }
 }
 
 /// The immutable part of a container record (`config.json` in the container dir).

@@ -222,7 +222,7 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 let code = pump(run, &mut log, attach, a.interactive);
                 crate::timing("exited");
                 drop(raw);
-                st.oom_killed = oom_killed(&cfg.id);
+                st.oom_killed = oom_killed(&cfg);
                 cleanup(&store, &cfg, &dir);
                 crate::timing("cleanup done");
                 st.status = Status::Exited;
@@ -311,7 +311,11 @@ fn start_container(
     let opts = &cfg.options;
     let mut netns_path = None;
     let mut ip = None;
-    if opts.network == NetworkMode::Bridge {
+    if let Some(ns) = &opts.netns {
+        ip = opts.netns_ip;
+        st.ip_address = opts.netns_ip.map(|i| i.to_string());
+        netns_path = Some(ns.clone());
+    } else if opts.network == NetworkMode::Bridge {
         let net = gabang_net::Network::open(&store.root.join("net"))?;
         let att = net.attach(&cfg.id, &net_ports(cfg))?;
         ip = Some(att.ip);
@@ -319,7 +323,7 @@ fn start_container(
         st.gateway = Some(att.gateway.to_string());
         netns_path = Some(att.netns_path);
     }
-    let host_network = opts.network == NetworkMode::Host;
+    let host_network = opts.netns.is_none() && opts.network == NetworkMode::Host;
     let mut binds = rootfs::write_etc_files(dir, &cfg.hostname, ip, host_network)?;
     for v in &opts.volumes {
         let src = rootfs::volume_source(&store.root, v)?;
@@ -340,6 +344,7 @@ fn start_container(
         host_network,
         binds,
         seccomp: true,
+        cgroup_parent: opts.cgroup_parent.as_deref(),
     })?;
     spec::write_spec(&dir.bundle(), &spec)?;
     crate::timing("spec written");
@@ -600,8 +605,8 @@ fn pump(mut run: Running, log: &mut LogWriter, attach: &mut Outputs, interactive
 }
 
 /// Did the kernel OOM-kill a process of the container's cgroup (v1 or v2)?
-fn oom_killed(id: &str) -> bool {
-    let cg = spec::cgroups_path(id);
+fn oom_killed(cfg: &ContainerConfig) -> bool {
+    let cg = spec::cgroups_path(cfg.options.cgroup_parent.as_deref(), &cfg.id);
     let candidates = [
         format!("/sys/fs/cgroup/memory{cg}/memory.oom_control"),
         format!("/sys/fs/cgroup{cg}/memory.events"),
@@ -634,12 +639,12 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
         let _ = std::fs::remove_dir_all(&lc);
     }
     crate::timing("cleanup: remove cgroups");
-    crate::remove_cgroups(&cfg.id);
+    crate::remove_cgroups(cfg.options.cgroup_parent.as_deref(), &cfg.id);
     crate::timing("cleanup: umount");
     if let Err(e) = rootfs::umount_rootfs(dir) {
         tracing::warn!("{e}");
     }
-    if cfg.options.network == NetworkMode::Bridge {
+    if cfg.options.owns_bridge_attachment() {
         if let Ok(net) = gabang_net::Network::open(&store.root.join("net")) {
             if let Err(e) = net.detach(&cfg.id, &net_ports(cfg)) {
                 tracing::warn!("network detach {}: {e}", cfg.id);

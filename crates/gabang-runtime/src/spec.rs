@@ -130,10 +130,17 @@ pub struct SpecInput<'a> {
     /// (source on host, destination, read_only) bind mounts, including /etc files.
     pub binds: Vec<(PathBuf, String, bool)>,
     pub seccomp: bool,
+    pub cgroup_parent: Option<&'a str>,
 }
 
-pub fn cgroups_path(id: &str) -> String {
-    format!("/gabang/{id}")
+/// The container's cgroup, relative to a controller's root: `<parent or /gabang>/<id>`.
+pub fn cgroups_path(parent: Option<&str>, id: &str) -> String {
+    let parent = parent.unwrap_or("/gabang").trim_end_matches('/');
+    if parent.starts_with('/') {
+        format!("{parent}/{id}")
+    } else {
+        format!("/{parent}/{id}")
+    }
 }
 
 pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
@@ -208,7 +215,7 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
     }
     let mut linux = json!({
         "namespaces": namespaces,
-        "cgroupsPath": cgroups_path(i.id),
+        "cgroupsPath": cgroups_path(i.cgroup_parent, i.id),
         "resources": resources,
         "maskedPaths": MASKED,
         "readonlyPaths": READONLY,
@@ -276,6 +283,7 @@ mod tests {
             pids_limit: Some(50),
             netns_path: None,
             host_network: false,
+            cgroup_parent: None,
             binds: vec![],
             seccomp: true,
         })
