@@ -55,7 +55,8 @@ pub enum Transition {
 #[derive(Debug, Clone)]
 pub struct ProbeState {
     pub kind: ProbeKind,
-    _private: (),
+    /// Fields are the probe helper's to choose.
+    started: Instant,
 }
 
 impl ProbeState {
@@ -68,7 +69,7 @@ impl ProbeState {
     }
     /// Is a run due at `now`?
     pub fn due(&self, now: Instant) -> bool {
-        let _ = now;
+        let _ = (now, self.started);
         todo!("probe helper")
     }
     /// When the next run is due.
