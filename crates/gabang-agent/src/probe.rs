@@ -63,8 +63,7 @@ impl ProbeState {
     /// A probe for a container that started at `started`. Liveness starts healthy; readiness
     /// and startup start unhealthy.
     pub fn new(kind: ProbeKind, probe: &Probe, started: Instant) -> Self {
-        let _ = (probe, started);
-        let _ = Self { kind, _private: () };
+        let _ = (probe, started, kind);
         todo!("probe helper")
     }
     /// Is a run due at `now`?
