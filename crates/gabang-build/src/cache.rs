@@ -263,7 +263,7 @@ pub fn explain_miss(
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct IndexFile {
     version: u32,
-    entries: HashMap<String, CacheEntry>,
+    entries: std::collections::BTreeMap<String, CacheEntry>,
     /// dockerfile id → records of its last build
     last_builds: HashMap<String, Vec<StepRecord>>,
 }
@@ -347,6 +347,10 @@ impl CacheIndex {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         self.file.version = 1;
         let bytes = serde_json::to_vec(&self.file).map_err(|e| err(e.to_string()))?;
+        // A no-op rebuild changes nothing: skip the write and its fsync.
+        if std::fs::read(path).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| err(e.to_string()))?;
         tmp.write_all(&bytes).map_err(|e| err(e.to_string()))?;
         tmp.as_file().sync_all().map_err(|e| err(e.to_string()))?;
