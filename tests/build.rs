@@ -154,6 +154,21 @@ fn build_run_cache_and_failure() {
     let again = env.ok(&["build", "-t", "app:1", ctx.to_str().unwrap()]);
     assert!(!again.contains("cache miss"), "{again}");
     assert!(again.matches("---> CACHED").count() >= 7, "{again}");
+    // every step ends with ` ---> <id>` (docker's classic output), the same ids both times
+    let ids = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix(" ---> "))
+            .filter(|id| id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let steps = again.lines().filter(|l| l.starts_with("Step ")).count();
+    let stages = again.lines().filter(|l| l.contains(" : FROM ")).count();
+    assert_eq!(ids(&again).len(), steps - stages, "{again}");
+    assert_eq!(
+        ids(&again),
+        ids(&env.ok(&["build", "-t", "app:1", ctx.to_str().unwrap()]))
+    );
     let id1 = env.ok(&["build", "-q", "-t", "app:1", ctx.to_str().unwrap()]);
     let id2 = env.ok(&["build", "-q", "-t", "app:1", ctx.to_str().unwrap()]);
     assert_eq!(id1, id2, "a no-op rebuild gives the same image");

@@ -83,6 +83,9 @@ impl BuildSink for Printer {
             }
             Progress::Cached { .. } => self.line(" ---> CACHED"),
             Progress::Miss { reason, .. } => self.line(&format!(" ---> cache miss: {reason}")),
+            Progress::Done { id, .. } => {
+                self.line(&format!(" ---> {}", &id[..id.len().min(12)]));
+            }
             Progress::Warning(w) => {
                 if !self.quiet {
                     eprintln!("[WARNING]: {w}");

@@ -235,6 +235,13 @@ pub enum Progress<'a> {
         reason: &'a MissReason,
     },
     Warning(&'a str),
+    /// A step finished; `id` names its result (the step's cache key), like docker's
+    /// ` ---> 1a2b3c4d5e6f` line.
+    Done {
+        stage: usize,
+        step: usize,
+        id: &'a str,
+    },
 }
 
 /// The runtime and the content store plug in here. Methods take `&self` and
@@ -1085,6 +1092,11 @@ impl Builder<'_> {
                 inputs,
             });
             lock(&self.shared).steps.push(report);
+            self.exec.progress(&Progress::Done {
+                stage: s,
+                step: k,
+                id: step_key.strip_prefix("sha256:").unwrap_or(&step_key),
+            });
             key = step_key;
             desc = format!("{}:{}", df.file, ins.pos.line);
         }

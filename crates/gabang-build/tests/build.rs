@@ -118,7 +118,7 @@ impl StepExecutor for Fake {
             Progress::Cached { step, .. } => format!("cached {step}"),
             Progress::Warning(w) => format!("warning: {w}"),
             Progress::Stage { stage, base, .. } => format!("stage {stage} from {base}"),
-            Progress::Step { .. } => return,
+            Progress::Step { .. } | Progress::Done { .. } => return,
         };
         self.st().events.push(line);
     }
