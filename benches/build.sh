@@ -36,13 +36,22 @@ sed "s/^FROM .*/FROM $tag-base:1/" "$work/small/Dockerfile" >"$work/big/Dockerfi
 
 t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; exit 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
 
+# Each case runs ${RUNS:-5} times, gabang and docker alternating; the medians are compared.
+runs=${RUNS:-5}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '%-8s %-10s %10s %10s %8s\n' context case gabang docker ratio
 for c in small big; do
   for case in cold noop changed; do
-    if [ $case = changed ]; then echo "changed $(date +%s%N)" >"$work/$c/src/f1.txt"; fi
     nc=""; [ $case = cold ] && nc="--no-cache"
-    g=$(t "$gb" --root "$root" build $nc -t $tag-$c:1 "$work/$c")
-    d=$(t docker build $nc -t $tag-$c:1 "$work/$c")
+    gs=(); ds=()
+    for _ in $(seq "$runs"); do
+      if [ $case = changed ]; then echo "changed $(date +%s%N)" >"$work/$c/src/f1.txt"; fi
+      gs+=("$(t "$gb" --root "$root" build $nc -t $tag-$c:1 "$work/$c")")
+      if [ $case = changed ]; then echo "changed $(date +%s%N)" >"$work/$c/src/f1.txt"; fi
+      ds+=("$(t docker build $nc -t $tag-$c:1 "$work/$c")")
+    done
+    g=$(printf '%s\n' "${gs[@]}" | median)
+    d=$(printf '%s\n' "${ds[@]}" | median)
     printf '%-8s %-10s %9.3fs %9.3fs %8.3f\n' $c $case "$g" "$d" "$(echo "$g / $d" | bc -l)"
   done
 done
