@@ -133,15 +133,442 @@ pub fn plan_volumes(
     refs: &dyn RefSource,
     allow_host_path: bool,
 ) -> Result<Vec<VolumePlan>, PlanError> {
-    let _ = (pod, refs, allow_host_path);
-    todo!("podspec helper")
+    let mut cache = RefCache::new(pod, refs);
+    let ns = cache.namespace.clone();
+    let mut out = Vec::new();
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    for (i, vol) in volumes.into_iter().flatten().enumerate() {
+        let f = format!("spec.volumes[{i}]");
+        let kind = if let Some(ed) = &vol.empty_dir {
+            let memory = match ed.medium.as_deref() {
+                None | Some("") => false,
+                Some("Memory") => true,
+                Some(other) => {
+                    return Err(invalid(
+                        format!("{f}.emptyDir.medium"),
+                        format!("unsupported medium {other:?}"),
+                    ))
+                }
+            };
+            let size_limit = match &ed.size_limit {
+                Some(q) => Some(quantity_bytes(q, &format!("{f}.emptyDir.sizeLimit"))?),
+                None => None,
+            };
+            VolumeKind::EmptyDir { memory, size_limit }
+        } else if let Some(cm) = &vol.config_map {
+            let f = format!("{f}.configMap");
+            let optional = cm.optional.unwrap_or(false);
+            let files = match cache.config_map(&cm.name)? {
+                None if optional => Vec::new(),
+                None => {
+                    return Err(config_err(
+                        f,
+                        format!("configmap \"{}\" not found in namespace \"{ns}\"", cm.name),
+                    ))
+                }
+                Some(obj) => {
+                    let mut data: BTreeMap<String, Vec<u8>> = obj
+                        .binary_data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.0.clone()))
+                        .collect();
+                    for (k, v) in obj.data.iter().flatten() {
+                        data.insert(k.clone(), v.clone().into_bytes());
+                    }
+                    let what = format!("ConfigMap {ns}/{}", cm.name);
+                    project(
+                        &f,
+                        &what,
+                        &data,
+                        cm.items.as_deref(),
+                        cm.default_mode,
+                        optional,
+                    )?
+                }
+            };
+            VolumeKind::Projected { files }
+        } else if let Some(sec) = &vol.secret {
+            let f = format!("{f}.secret");
+            let optional = sec.optional.unwrap_or(false);
+            let name = sec.secret_name.clone().unwrap_or_default();
+            if name.is_empty() {
+                return Err(invalid(
+                    format!("{f}.secretName"),
+                    "a secret name is required",
+                ));
+            }
+            let files = match cache.secret(&name)? {
+                None if optional => Vec::new(),
+                None => {
+                    return Err(config_err(
+                        f,
+                        format!("secret \"{name}\" not found in namespace \"{ns}\""),
+                    ))
+                }
+                Some(obj) => {
+                    let data = secret_entries(obj);
+                    let what = format!("Secret {ns}/{name}");
+                    project(
+                        &f,
+                        &what,
+                        &data,
+                        sec.items.as_deref(),
+                        sec.default_mode,
+                        optional,
+                    )?
+                }
+            };
+            VolumeKind::Projected { files }
+        } else if let Some(hp) = &vol.host_path {
+            let f = format!("{f}.hostPath");
+            if !allow_host_path {
+                return Err(invalid(f, "hostPath volumes are not allowed on this node"));
+            }
+            if !hp.path.starts_with('/') || hp.path.split('/').any(|c| c == "..") {
+                return Err(invalid(
+                    format!("{f}.path"),
+                    format!("{:?} must be an absolute path without '..'", hp.path),
+                ));
+            }
+            VolumeKind::HostPath {
+                path: PathBuf::from(&hp.path),
+            }
+        } else {
+            match volume_source_key(vol) {
+                // No source at all: the API server defaults it to an emptyDir.
+                None => VolumeKind::EmptyDir {
+                    memory: false,
+                    size_limit: None,
+                },
+                Some(key) => {
+                    return Err(invalid(
+                        format!("{f}.{key}"),
+                        format!("{key} volumes are not supported by this node"),
+                    ))
+                }
+            }
+        };
+        out.push(VolumePlan {
+            name: vol.name.clone(),
+            kind,
+        });
+    }
+    Ok(out)
 }
+
+/// The JSON name of the source a volume sets (`persistentVolumeClaim`, `projected`, …).
+fn volume_source_key(vol: &k8s_openapi::api::core::v1::Volume) -> Option<String> {
+    let value = serde_json::to_value(vol).ok()?;
+    value
+        .as_object()?
+        .iter()
+        .find(|(k, v)| k.as_str() != "name" && !v.is_null())
+        .map(|(k, _)| k.clone())
+}
+
+fn check_mode(mode: i32, field: &str) -> Result<u32, PlanError> {
+    if (0..=0o777).contains(&mode) {
+        Ok(mode as u32)
+    } else {
+        Err(invalid(
+            field,
+            format!("mode {mode:#o} must be between 0 and 0777"),
+        ))
+    }
+}
+
+/// The files a configMap/secret volume projects: all keys (path = key) or `items`.
+fn project(
+    field: &str,
+    what: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Vec<ProjectedFile>, PlanError> {
+    let default_mode = match default_mode {
+        Some(m) => check_mode(m, &format!("{field}.defaultMode"))?,
+        None => 0o644,
+    };
+    let mut files = Vec::new();
+    match items.filter(|i| !i.is_empty()) {
+        None => {
+            for (key, bytes) in data {
+                check_projected_path(key).map_err(|m| invalid(format!("{field}.items"), m))?;
+                files.push(ProjectedFile {
+                    path: key.clone(),
+                    data: bytes.clone(),
+                    mode: default_mode,
+                });
+            }
+        }
+        Some(items) => {
+            for (j, item) in items.iter().enumerate() {
+                let f = format!("{field}.items[{j}]");
+                let Some(bytes) = data.get(&item.key) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(config_err(
+                        format!("{f}.key"),
+                        format!("couldn't find key {} in {what}", item.key),
+                    ));
+                };
+                check_projected_path(&item.path).map_err(|m| invalid(format!("{f}.path"), m))?;
+                let mode = match item.mode {
+                    Some(m) => check_mode(m, &format!("{f}.mode"))?,
+                    None => default_mode,
+                };
+                files.push(ProjectedFile {
+                    path: item.path.clone(),
+                    data: bytes.clone(),
+                    mode,
+                });
+            }
+        }
+    }
+    check_no_conflicts(&files).map_err(|m| invalid(field, m))?;
+    Ok(files)
+}
+
+/// A projected file's path: relative, no `..` component, not starting with `..` (those names
+/// are the writer's own), no empty components.
+fn check_projected_path(path: &str) -> Result<(), String> {
+    check_relative(path)?;
+    if path.starts_with("..") {
+        return Err(format!("{path:?} must not start with '..'"));
+    }
+    if path.split('/').any(|c| c.is_empty() || c == ".") {
+        return Err(format!("{path:?} must not contain empty or '.' components"));
+    }
+    Ok(())
+}
+
+/// No two files at one path, and no file where another needs a directory.
+fn check_no_conflicts(files: &[ProjectedFile]) -> Result<(), String> {
+    let paths: std::collections::BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    if paths.len() != files.len() {
+        return Err("two items project to the same path".into());
+    }
+    for p in &paths {
+        let mut prefix = String::new();
+        for comp in p.split('/') {
+            if !prefix.is_empty() && paths.contains(prefix.as_str()) {
+                return Err(format!("{prefix:?} is both a file and a directory"));
+            }
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(comp);
+        }
+    }
+    Ok(())
+}
+
+/// The symlink readers follow to the current set of files.
+pub const DATA_DIR: &str = "..data";
+const DATA_TMP: &str = "..data_tmp";
 
 /// Write `files` into `dir` so readers never see a half-updated set (kubelet's `..data`
 /// symlink swap); returns true when something changed. Idempotent.
+///
+/// Layout: the files live in a timestamped dir `..<ts>` that is never changed once
+/// published; `..data` is a symlink to it, replaced by `rename`; each top-level name is a
+/// symlink `name -> ..data/name`. A reader that resolves `..data` once sees one whole set.
+/// One writer per `dir` at a time. Nothing is fsynced (like kubelet): the content is
+/// rebuilt from the API objects, and a set damaged by a power loss differs from the wanted
+/// one, so the next call rewrites it.
 pub fn write_projected(dir: &Path, files: &[ProjectedFile]) -> std::io::Result<bool> {
-    let _ = (dir, files);
-    todo!("podspec helper")
+    use std::io::{Error, ErrorKind};
+    for f in files {
+        check_projected_path(&f.path)
+            .map_err(|m| Error::new(ErrorKind::InvalidInput, format!("{}: {m}", dir.display())))?;
+        if f.mode > 0o7777 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{}: bad mode {:o}", f.path, f.mode),
+            ));
+        }
+    }
+    check_no_conflicts(files).map_err(|m| Error::new(ErrorKind::InvalidInput, m))?;
+    std::fs::create_dir_all(dir)?;
+
+    let current = match std::fs::read_link(dir.join(DATA_DIR)) {
+        Ok(target) => Some(target),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let mut changed = false;
+    let current_ok = match &current {
+        Some(t) => same_content(&dir.join(t), files)?,
+        None => false,
+    };
+    let live = match current {
+        Some(t) if current_ok => t,
+        _ => {
+            let ts_name = new_ts_dir(dir)?;
+            let ts = dir.join(&ts_name);
+            for f in files {
+                let path = ts.join(&f.path);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                write_file(&path, &f.data, f.mode)?;
+            }
+            // Publish: a fresh symlink renamed over `..data` (atomic for readers).
+            let tmp = dir.join(DATA_TMP);
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            std::os::unix::fs::symlink(&ts_name, &tmp)?;
+            std::fs::rename(&tmp, dir.join(DATA_DIR))?;
+            changed = true;
+            PathBuf::from(ts_name)
+        }
+    };
+
+    // The user-visible names: one symlink per top-level entry.
+    let wanted: std::collections::BTreeSet<&str> = files
+        .iter()
+        .filter_map(|f| f.path.split('/').next())
+        .collect();
+    for name in &wanted {
+        let link = dir.join(name);
+        let target = Path::new(DATA_DIR).join(name);
+        match std::fs::read_link(&link) {
+            Ok(t) if t == target => continue,
+            Ok(_) => std::fs::remove_file(&link)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            // Something else (not a symlink) is in the way: kubelet leaves it alone too.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => continue,
+            Err(e) => return Err(e),
+        }
+        std::os::unix::fs::symlink(&target, &link)?;
+        changed = true;
+    }
+    // Old names, old timestamped dirs, a leftover temp link.
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ft = entry.file_type()?;
+        if name == DATA_DIR || Path::new(name) == live {
+            continue;
+        }
+        if name.starts_with("..") {
+            if ft.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+            continue;
+        }
+        if ft.is_symlink() && !wanted.contains(name) {
+            let target = std::fs::read_link(entry.path())?;
+            if target.starts_with(DATA_DIR) {
+                std::fs::remove_file(entry.path())?;
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Makes a new empty `..<UTC timestamp>.<unique>` dir in `dir` and returns its name.
+fn new_ts_dir(dir: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let stamp = chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S");
+    for attempt in 0u32..100 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("..{stamp}.{}{nanos:09}{attempt}", std::process::id());
+        match std::fs::create_dir(dir.join(&name)) {
+            Ok(()) => {
+                std::fs::set_permissions(dir.join(&name), std::fs::Permissions::from_mode(0o755))?;
+                return Ok(name);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{}: no free timestamped dir name", dir.display()),
+    ))
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+/// Does the published dir `ts` hold exactly `files` (content and mode)?
+fn same_content(ts: &Path, files: &[ProjectedFile]) -> std::io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    if !collect_files(ts, "", &mut found)? {
+        return Ok(false);
+    }
+    if found.len() != files.len() {
+        return Ok(false);
+    }
+    for f in files {
+        if !found.iter().any(|p| p == &f.path) {
+            return Ok(false);
+        }
+        let path = ts.join(&f.path);
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.permissions().mode() & 0o7777 != f.mode || meta.len() != f.data.len() as u64 {
+            return Ok(false);
+        }
+        if std::fs::read(&path)? != f.data {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Regular files under `dir` as relative paths; false when `dir` is missing or holds
+/// something else than dirs and regular files.
+fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            return Ok(false);
+        };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            if !collect_files(&entry.path(), &rel, out)? {
+                return Ok(false);
+            }
+        } else if ft.is_file() {
+            out.push(rel);
+        } else {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Plan one container (`field` is its path, e.g. `spec.containers[0]` or

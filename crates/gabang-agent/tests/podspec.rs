@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use gabang_agent::podspec::{
-    expand, plan_container, quantity_bytes, quantity_cores, ContainerPlan, PlanError, PodFacts,
-    PullPolicy, RefSource,
+    expand, plan_container, plan_volumes, quantity_bytes, quantity_cores, write_projected,
+    ContainerPlan, PlanError, PodFacts, ProjectedFile, PullPolicy, RefSource, VolumeKind,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -599,4 +599,367 @@ fn volume_mounts() {
             "{err:?}"
         );
     }
+}
+
+fn file(path: &str, data: &str, mode: u32) -> ProjectedFile {
+    ProjectedFile {
+        path: path.into(),
+        data: data.as_bytes().to_vec(),
+        mode,
+    }
+}
+
+#[test]
+fn volumes_of_every_kind() {
+    let refs = FakeRefs::default()
+        .with_cm("cfg", json!({"app.conf": "x=1", "other": "o"}))
+        .with_secret("tls", &[("tls.crt", b"CERT"), ("tls.key", b"\x00\xffKEY")]);
+    let mut bin = refs.config_maps.get("cfg").cloned().unwrap();
+    bin.binary_data = Some([("blob".to_string(), k8s_openapi::ByteString(vec![0, 1, 2]))].into());
+    let mut refs = refs;
+    refs.config_maps.insert("cfg".into(), bin);
+    let p = pod(json!({
+        "containers": [{"name": "c", "image": "b:1"}],
+        "volumes": [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "cfg-items", "configMap": {"name": "cfg", "defaultMode": 0o440, "items": [
+                {"key": "app.conf", "path": "conf/app.conf"},
+                {"key": "other", "path": "o", "mode": 0o600}
+            ]}},
+            {"name": "tls", "secret": {"secretName": "tls", "items": [{"key": "tls.key", "path": "k"}]}},
+            {"name": "opt", "configMap": {"name": "ghost", "optional": true}},
+            {"name": "opt-key", "secret": {"secretName": "tls", "optional": true, "items": [{"key": "nope", "path": "n"}]}},
+            {"name": "bare"}
+        ]
+    }));
+    let plans = plan_volumes(&p, &refs, false).unwrap();
+    let kinds: Vec<(&str, &VolumeKind)> =
+        plans.iter().map(|v| (v.name.as_str(), &v.kind)).collect();
+    let no_size = VolumeKind::EmptyDir {
+        memory: false,
+        size_limit: None,
+    };
+    assert_eq!(kinds[0], ("scratch", &no_size));
+    assert_eq!(
+        kinds[1],
+        (
+            "shm",
+            &VolumeKind::EmptyDir {
+                memory: true,
+                size_limit: Some(64 << 20)
+            }
+        )
+    );
+    let bytes = |s: &[u8]| s.to_vec();
+    assert_eq!(
+        kinds[2],
+        (
+            "cfg",
+            &VolumeKind::Projected {
+                files: vec![
+                    ProjectedFile {
+                        path: "app.conf".into(),
+                        data: bytes(b"x=1"),
+                        mode: 0o644
+                    },
+                    ProjectedFile {
+                        path: "blob".into(),
+                        data: vec![0, 1, 2],
+                        mode: 0o644
+                    },
+                    ProjectedFile {
+                        path: "other".into(),
+                        data: bytes(b"o"),
+                        mode: 0o644
+                    },
+                ]
+            }
+        )
+    );
+    assert_eq!(
+        kinds[3].1,
+        &VolumeKind::Projected {
+            files: vec![
+                ProjectedFile {
+                    path: "conf/app.conf".into(),
+                    data: bytes(b"x=1"),
+                    mode: 0o440
+                },
+                ProjectedFile {
+                    path: "o".into(),
+                    data: bytes(b"o"),
+                    mode: 0o600
+                },
+            ]
+        }
+    );
+    assert_eq!(
+        kinds[4].1,
+        &VolumeKind::Projected {
+            files: vec![ProjectedFile {
+                path: "k".into(),
+                data: bytes(b"\x00\xffKEY"),
+                mode: 0o644
+            }]
+        }
+    );
+    assert_eq!(kinds[5].1, &VolumeKind::Projected { files: vec![] });
+    assert_eq!(kinds[6].1, &VolumeKind::Projected { files: vec![] });
+    assert_eq!(kinds[7], ("bare", &no_size));
+}
+
+#[test]
+fn volume_errors_name_the_field() {
+    let refs = FakeRefs::default().with_cm("cfg", json!({"a": "1"}));
+    let cases = [
+        (
+            json!({"name": "h", "hostPath": {"path": "/etc"}}),
+            "spec.volumes[0].hostPath",
+            "Invalid",
+        ),
+        (
+            json!({"name": "p", "persistentVolumeClaim": {"claimName": "x"}}),
+            "spec.volumes[0].persistentVolumeClaim",
+            "Invalid",
+        ),
+        (
+            json!({"name": "d", "downwardAPI": {}}),
+            "spec.volumes[0].downwardAPI",
+            "Invalid",
+        ),
+        (
+            json!({"name": "m", "configMap": {"name": "missing"}}),
+            "spec.volumes[0].configMap",
+            "Config",
+        ),
+        (
+            json!({"name": "k", "configMap": {"name": "cfg", "items": [{"key": "zz", "path": "z"}]}}),
+            "spec.volumes[0].configMap.items[0].key",
+            "Config",
+        ),
+        (
+            json!({"name": "e", "configMap": {"name": "cfg", "items": [{"key": "a", "path": "../x"}]}}),
+            "spec.volumes[0].configMap.items[0].path",
+            "Invalid",
+        ),
+        (
+            json!({"name": "e", "configMap": {"name": "cfg", "items": [{"key": "a", "path": "/abs"}]}}),
+            "spec.volumes[0].configMap.items[0].path",
+            "Invalid",
+        ),
+        (
+            json!({"name": "e", "configMap": {"name": "cfg", "items": [{"key": "a", "path": "..data"}]}}),
+            "spec.volumes[0].configMap.items[0].path",
+            "Invalid",
+        ),
+        (
+            json!({"name": "e", "configMap": {"name": "cfg", "items": [{"key": "a", "path": "x"}, {"key": "a", "path": "x/y"}]}}),
+            "spec.volumes[0].configMap",
+            "Invalid",
+        ),
+        (
+            json!({"name": "e", "configMap": {"name": "cfg", "defaultMode": 0o1777}}),
+            "spec.volumes[0].configMap.defaultMode",
+            "Invalid",
+        ),
+        (
+            json!({"name": "s", "secret": {"secretName": "nope"}}),
+            "spec.volumes[0].secret",
+            "Config",
+        ),
+        (
+            json!({"name": "x", "emptyDir": {"sizeLimit": "1.5"}}),
+            "spec.volumes[0].emptyDir.sizeLimit",
+            "Invalid",
+        ),
+    ];
+    for (vol, field, kind) in cases {
+        let p = pod(json!({"containers": [{"name": "c", "image": "b:1"}], "volumes": [vol]}));
+        let err = plan_volumes(&p, &refs, false).unwrap_err();
+        let (f, k) = match &err {
+            PlanError::Config { field, .. } => (field.as_str(), "Config"),
+            PlanError::Invalid { field, .. } => (field.as_str(), "Invalid"),
+            PlanError::Source(_) => ("", "Source"),
+        };
+        assert_eq!((f, k), (field, kind), "{err}");
+    }
+    // hostPath is fine when the agent allows it.
+    let p =
+        pod(json!({"containers": [], "volumes": [{"name": "h", "hostPath": {"path": "/etc"}}]}));
+    let plans = plan_volumes(&p, &refs, true).unwrap();
+    assert_eq!(
+        plans[0].kind,
+        VolumeKind::HostPath {
+            path: "/etc".into()
+        }
+    );
+}
+
+/// Every regular file under `dir` (following no links) with its content.
+fn snapshot(dir: &std::path::Path) -> std::io::Result<BTreeMap<String, String>> {
+    fn walk(
+        d: &std::path::Path,
+        pre: &str,
+        out: &mut BTreeMap<String, String>,
+    ) -> std::io::Result<()> {
+        for e in std::fs::read_dir(d)? {
+            let e = e?;
+            let name = format!("{pre}{}", e.file_name().to_string_lossy());
+            if e.file_type()?.is_dir() {
+                walk(&e.path(), &format!("{name}/"), out)?;
+            } else {
+                out.insert(name, std::fs::read_to_string(e.path())?);
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, "", &mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn write_projected_layout_update_and_idempotence() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    let one = vec![file("a", "1", 0o644), file("conf/app.conf", "x=1", 0o400)];
+    assert!(write_projected(&dir, &one).unwrap());
+    assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("conf/app.conf")).unwrap(),
+        "x=1"
+    );
+    let mode = std::fs::metadata(dir.join("conf/app.conf"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o400);
+    assert_eq!(
+        std::fs::read_link(dir.join("a")).unwrap(),
+        std::path::Path::new("..data/a")
+    );
+    let ts1 = std::fs::read_link(dir.join("..data")).unwrap();
+    assert!(ts1.to_string_lossy().starts_with(".."), "{ts1:?}");
+
+    // Same content again: nothing changes, not even the timestamped dir.
+    assert!(!write_projected(&dir, &one).unwrap());
+    assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), ts1);
+
+    // A mode change alone is a change.
+    let one_mode = vec![file("a", "1", 0o600), file("conf/app.conf", "x=1", 0o400)];
+    assert!(write_projected(&dir, &one_mode).unwrap());
+
+    // New set: `conf` goes away, `b` appears, the old timestamped dir is removed.
+    let two = vec![file("a", "2", 0o644), file("b", "bee", 0o644)];
+    assert!(write_projected(&dir, &two).unwrap());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let ts2 = std::fs::read_link(dir.join("..data"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        names,
+        vec![ts2.clone(), "..data".to_string(), "a".into(), "b".into()]
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "2");
+
+    // A crash between making a timestamped dir and publishing it leaves garbage that the
+    // next write removes; a missing visible link is repaired.
+    std::fs::create_dir(dir.join("..2000_01_01_00_00_00.junk")).unwrap();
+    std::fs::write(dir.join("..2000_01_01_00_00_00.junk/a"), "half").unwrap();
+    std::fs::remove_file(dir.join("b")).unwrap();
+    assert!(write_projected(&dir, &two).unwrap());
+    assert_eq!(std::fs::read_to_string(dir.join("b")).unwrap(), "bee");
+    assert!(!dir.join("..2000_01_01_00_00_00.junk").exists());
+    assert!(!write_projected(&dir, &two).unwrap());
+
+    // Empty set (an optional configMap that is gone).
+    assert!(write_projected(&dir, &[]).unwrap());
+    assert!(!dir.join("a").exists() && !dir.join("b").exists());
+
+    // Bad paths are refused before anything is written.
+    for bad in ["../x", "/abs", "..hidden", "a//b"] {
+        let err = write_projected(&dir, &[file(bad, "x", 0o644)]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
+    }
+}
+
+#[test]
+fn write_projected_readers_never_see_a_mixed_set() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    let set_a = vec![
+        file("a", "A-a", 0o644),
+        file("b", "A-b", 0o644),
+        file("sub/c", "A-c", 0o644),
+    ];
+    let set_b = vec![
+        file("a", "B-a", 0o644),
+        file("b", "B-b", 0o644),
+        file("d", "B-d", 0o644),
+    ];
+    let expect = |set: &[ProjectedFile]| -> BTreeMap<String, String> {
+        set.iter()
+            .map(|f| (f.path.clone(), String::from_utf8(f.data.clone()).unwrap()))
+            .collect()
+    };
+    let (want_a, want_b) = (expect(&set_a), expect(&set_b));
+    write_projected(&dir, &set_a).unwrap();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (dir, done) = (dir.clone(), done.clone());
+        let (want_a, want_b) = (want_a.clone(), want_b.clone());
+        std::thread::spawn(move || {
+            let (mut seen_a, mut seen_b, mut retries) = (0u32, 0u32, 0u32);
+            while !done.load(Ordering::SeqCst) {
+                // A consistent reader resolves `..data` once, then reads that set.
+                let Ok(ts) = std::fs::read_link(dir.join("..data")) else {
+                    retries += 1;
+                    continue;
+                };
+                let snap = snapshot(&dir.join(&ts));
+                // Still the live set after reading? Then what was read must be one whole set
+                // (a set retired meanwhile may have been half deleted: read again).
+                if std::fs::read_link(dir.join("..data")).ok().as_ref() != Some(&ts) {
+                    retries += 1;
+                    continue;
+                }
+                match snap {
+                    Ok(s) if s == want_a => seen_a += 1,
+                    Ok(s) if s == want_b => seen_b += 1,
+                    Ok(s) => panic!("mixed or partial set: {s:?}"),
+                    Err(e) => panic!("the live set is unreadable: {e}"),
+                }
+                // Each visible file on its own always has one whole value.
+                if let Ok(v) = std::fs::read_to_string(dir.join("a")) {
+                    assert!(v == "A-a" || v == "B-a", "partial file: {v:?}");
+                }
+            }
+            (seen_a, seen_b, retries)
+        })
+    };
+    for i in 0..400 {
+        let set = if i % 2 == 0 { &set_b } else { &set_a };
+        assert!(write_projected(&dir, set).unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let (seen_a, seen_b, retries) = reader.join().unwrap();
+    eprintln!("reader: {seen_a} snapshots of A, {seen_b} of B, {retries} retried");
+    assert!(seen_a + seen_b > 0, "the reader read something");
+    // The last write was set A.
+    assert_eq!(
+        snapshot(&dir.join(std::fs::read_link(dir.join("..data")).unwrap())).unwrap(),
+        want_a
+    );
 }
