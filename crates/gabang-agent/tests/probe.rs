@@ -143,9 +143,15 @@ fn http_path_headers_and_named_port() {
     // Out of range.
     let p = probe(json!({"httpGet": {"port": 70000}}));
     assert!(failure_message(run_probe(&p, &c, LOCAL, &NoExec)).contains("invalid port"));
-    // HTTPS is not done here.
+    // An unknown scheme.
+    let p = probe(json!({"httpGet": {"port": server.port, "scheme": "FTP"}}));
+    assert!(failure_message(run_probe(&p, &c, LOCAL, &NoExec)).contains("FTP"));
+    // HTTPS against a plain HTTP server: the handshake fails.
     let p = probe(json!({"httpGet": {"port": server.port, "scheme": "HTTPS"}}));
-    assert!(failure_message(run_probe(&p, &c, LOCAL, &NoExec)).contains("HTTPS"));
+    assert!(matches!(
+        run_probe(&p, &c, LOCAL, &NoExec),
+        ProbeResult::Failure(_)
+    ));
 }
 
 #[test]
@@ -425,4 +431,95 @@ fn startup_fails_after_the_threshold_and_ignores_success_threshold() {
         Some(Transition::BecameHealthy),
         "startup needs one success"
     );
+}
+
+/// A self-signed test certificate for 127.0.0.1 (test fixture, trusted by nobody).
+const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBmzCCAUGgAwIBAgIUKo1QVSR7UlE4eEQu4OSl0eaQlegwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyNTAyNTc0M1oYDzIxMjYxMTAx
+MDI1NzQzWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAQPwyWwWiizI+/sOTtFT4H6cmfVXThg1t+uAyLaHeXIcshFDsuuXF3k
+gY0MWUKUoKoVU5IJbSOLyRCzZlsjgOUqo28wbTAdBgNVHQ4EFgQUNWrf8Cm9R1+U
+VKDMB1NHGiMr3LEwHwYDVR0jBBgwFoAUNWrf8Cm9R1+UVKDMB1NHGiMr3LEwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwCgYIKoZI
+zj0EAwIDSAAwRQIhAIKBs7PZ3wHYfTQ69Gx5lr7WZzZKQKXadNaCzuSZ/esfAiB6
+ols0CLlOUl/BoLtYkz7BTthq1sTEsizVSb8xzvveoQ==
+-----END CERTIFICATE-----
+";
+const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTdp2sJXOIs/4pk5F
+YM7lbsc/KHC7lF9ohn73Wfm1ve+hRANCAAQPwyWwWiizI+/sOTtFT4H6cmfVXThg
+1t+uAyLaHeXIcshFDsuuXF3kgY0MWUKUoKoVU5IJbSOLyRCzZlsjgOUq
+-----END PRIVATE KEY-----
+";
+
+/// A loopback HTTPS server with the self-signed certificate, answering `respond(path)`.
+fn tls_server(respond: impl Fn(&str) -> String + Send + 'static) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert = CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind((LOCAL, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Ok(server) = rustls::ServerConnection::new(config.clone()) else {
+                return;
+            };
+            let mut tls = rustls::StreamOwned::new(server, conn);
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).into_owned();
+            let path = req.split(' ').nth(1).unwrap_or("").to_string();
+            let head = respond(&path);
+            let _ = tls.write_all(format!("{head}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    port
+}
+
+#[test]
+fn https_probes_do_not_verify_the_certificate() {
+    let port = tls_server(|path| match path {
+        "/ok" => "HTTP/1.1 200 OK".into(),
+        "/moved" => "HTTP/1.1 302 Found\r\nLocation: /down".into(),
+        _ => "HTTP/1.1 503 Unavailable".into(),
+    });
+    let c = container(json!([{"name": "https", "containerPort": port}]));
+    let https =
+        |path: &str| probe(json!({"httpGet": {"port": "https", "scheme": "HTTPS", "path": path}}));
+    assert_eq!(
+        run_probe(&https("/ok"), &c, LOCAL, &NoExec),
+        ProbeResult::Success
+    );
+    assert_eq!(
+        failure_message(run_probe(&https("/down"), &c, LOCAL, &NoExec)),
+        "HTTP probe failed with statuscode: 503"
+    );
+    assert_eq!(
+        failure_message(run_probe(&https("/moved"), &c, LOCAL, &NoExec)),
+        "HTTP probe failed with statuscode: 503"
+    );
+    // Plain HTTP to the TLS port is not a success.
+    let plain = probe(json!({"httpGet": {"port": port, "path": "/ok"}}));
+    assert!(matches!(
+        run_probe(&plain, &c, LOCAL, &NoExec),
+        ProbeResult::Failure(_)
+    ));
 }
