@@ -225,6 +225,11 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// The writable layer dies with the container (`--rm`, or a pod container, which the
+    /// node agent replaces rather than restarts): no need to sync it to disk at unmount.
+    pub fn volatile_rootfs(&self) -> bool {
+        self.auto_remove || self.labels.contains_key("io.kubernetes.pod.uid")
+    }
     /// Does the shim make (and later remove) this container's own bridge attachment?
     pub fn owns_bridge_attachment(&self) -> bool {
         self.netns.is_none() && self.network == NetworkMode::Bridge

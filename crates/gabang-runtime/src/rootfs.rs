@@ -11,7 +11,10 @@ use crate::error::{sys, IoCtx, Result, RuntimeError};
 use crate::store::ContainerDir;
 
 /// Mount the overlay at `dir.rootfs()`.
-pub fn mount_overlay(dir: &ContainerDir, lower_dirs: &[PathBuf]) -> Result<()> {
+/// Mount the container's overlay rootfs. `volatile` (for containers whose writable layer does
+/// not outlive them: `--rm`, pod containers) skips overlayfs' sync of the whole upper
+/// filesystem at umount, which costs hundreds of ms when the disk is busy.
+pub fn mount_overlay(dir: &ContainerDir, lower_dirs: &[PathBuf], volatile: bool) -> Result<()> {
     if lower_dirs.is_empty() {
         return Err(RuntimeError::InvalidOption("image has no layers".into()));
     }
@@ -35,12 +38,18 @@ pub fn mount_overlay(dir: &ContainerDir, lower_dirs: &[PathBuf]) -> Result<()> {
             )));
         }
     }
-    let data = format!(
+    let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
         dir.upper().display(),
         dir.work().display()
     );
+    // A volatile mount leaves `work/work/incompat/volatile` behind and overlayfs refuses to
+    // mount the same upper again until it is gone.
+    let _ = std::fs::remove_dir_all(dir.work().join("work/incompat"));
+    if volatile {
+        data.push_str(",volatile");
+    }
     mount(
         Some("overlay"),
         &dir.rootfs(),

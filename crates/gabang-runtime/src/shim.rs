@@ -292,7 +292,7 @@ fn start_container(
     st: &mut ContainerState,
     interactive: bool,
 ) -> Result<Running> {
-    rootfs::mount_overlay(dir, &cfg.lower_dirs)?;
+    rootfs::mount_overlay(dir, &cfg.lower_dirs, cfg.options.volatile_rootfs())?;
     crate::timing("overlay mounted");
     let rootfs_dir = dir.rootfs();
     let user = crate::user::resolve_user(&rootfs_dir, &cfg.user)?;
