@@ -306,6 +306,11 @@ impl Step<'_> {
     ) {
         let track: &mut ContainerTrack = st.containers.entry(c.name.clone()).or_default();
         track.probes = None;
+        if latest.attempt == 0 {
+            // As the kubelet: the first restart is immediate, the backoff starts after it.
+            self.start_new(st, c, field, init, 1, all);
+            return;
+        }
         if track.exit_seen.as_deref() != Some(latest.id.as_str()) {
             let b = track.backoff.get_or_insert_with(Backoff::new);
             let started = instant_of(latest.state.started_at.or(latest.state.finished_at));
