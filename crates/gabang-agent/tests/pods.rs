@@ -281,20 +281,41 @@ fn crashing_containers_back_off_or_fail_per_restart_policy() {
 }
 
 #[test]
-fn a_failing_liveness_probe_restarts_the_container() {
+fn failing_liveness_and_startup_probes_restart_the_container() {
     let node = Node::new();
     let mut p = pod(
         "live",
         json!({"terminationGracePeriodSeconds": 1,
           "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"],
             "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]},
-                              "periodSeconds": 1, "failureThreshold": 2}}]}),
+                              "periodSeconds": 1, "failureThreshold": 2}},
+            {"name": "s", "image": IMAGE, "command": ["sleep", "3600"],
+            "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]},
+                              "periodSeconds": 1, "failureThreshold": 2},
+            "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}]}),
     );
     let mut events = Vec::new();
+    let mut saw_unstarted = false;
     let out = node.sync_until(&mut p, 40, |o| {
         events.extend(o.events.clone());
-        cstatus(o, "c").restart_count >= 1 && running(&cstatus(o, "c"))
+        let s = cstatus(o, "s");
+        if running(&s) && s.restart_count == 0 {
+            // Until the startup probe succeeds: not started, not ready.
+            assert!(!s.ready);
+            saw_unstarted |= s.started == Some(false);
+        }
+        cstatus(o, "c").restart_count >= 1
+            && running(&cstatus(o, "c"))
+            && s.restart_count >= 1
+            && running(&s)
     });
+    assert!(saw_unstarted);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1 == "Unhealthy" && e.2.starts_with("Startup probe failed")),
+        "{events:?}"
+    );
     assert_eq!(phase(&out), "Running");
     assert!(
         events
@@ -382,8 +403,22 @@ fn a_memory_limit_is_enforced_and_reported_as_oom_killed() {
         "hog",
         json!({"restartPolicy": "Never",
           "containers": [{"name": "c", "image": IMAGE, "command": ["tail", "/dev/zero"],
-            "resources": {"limits": {"memory": "16Mi"}}}]}),
+            "resources": {"limits": {"memory": "16Mi"}}},
+            {"name": "d", "image": IMAGE, "command": ["true"],
+            "resources": {"limits": {"memory": "32Mi"}}}]}),
     );
+    let out = node.sync(&p);
+    // The pod cgroup holds the sum of the containers' limits.
+    let rel = format!("gabang/pods/{}", uid(&p));
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(&rel)
+        .join("memory.limit_in_bytes");
+    let v2 = Path::new("/sys/fs/cgroup").join(&rel).join("memory.max");
+    let limit = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .unwrap();
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    p.status = Some(out.status);
     let out = node.sync_until(&mut p, 60, |o| phase(o) == "Failed");
     let t = cstatus(&out, "c").state.unwrap().terminated.unwrap();
     assert_eq!(t.reason.as_deref(), Some("OOMKilled"), "{t:?}");

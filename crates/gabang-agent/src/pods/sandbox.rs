@@ -97,6 +97,7 @@ pub(super) fn ensure(rt: &PodRuntime, meta: &PodMeta, pod: &Pod) -> Result<Sandb
 fn make(rt: &PodRuntime, meta: &PodMeta, pod: &Pod, dir: &Path) -> Result<Sandbox> {
     io(std::fs::create_dir_all(dir.join("volumes")), dir)?;
     let att = rt.net.attach(&meta.uid, &[])?;
+    super::cgroups::ensure(&PodRuntime::cgroup_parent(&meta.uid), pod);
     let hostname = hostname(pod, meta);
     write_etc(dir, pod, att.ip, &hostname)?;
     let sb = Sandbox {
