@@ -480,3 +480,21 @@ fn a_half_made_sandbox_is_cleaned_and_made_again() {
     let (_, addr) = node.exec(&id, &["ip", "-4", "addr", "show", "eth0"]);
     assert!(addr.contains(&ip), "{addr}");
 }
+
+#[test]
+fn host_path_volumes_are_refused_unless_the_node_allows_them() {
+    let node = Node::new();
+    let p = pod(
+        "hostpath",
+        json!({"volumes": [{"name": "h", "hostPath": {"path": "/etc"}}],
+          "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"],
+            "volumeMounts": [{"name": "h", "mountPath": "/host-etc"}]}]}),
+    );
+    let out = node.sync(&p);
+    let c = cstatus(&out, "c");
+    assert_eq!(waiting_reason(&c), "CreateContainerError");
+    let msg = c.state.unwrap().waiting.unwrap().message.unwrap();
+    assert!(msg.contains("spec.volumes[0]"), "{msg}");
+    assert!(node.containers_of(&uid(&p)).is_empty());
+    assert_eq!(phase(&out), "Pending");
+}
