@@ -98,7 +98,13 @@ fn container_status(
     let (ready, started) = if init {
         (latest.and_then(|l| l.exit_code()) == Some(0), running)
     } else {
-        let v = view.cloned().unwrap_or_default();
+        // No probe verdict this step (a container started just now): without a readiness
+        // or startup probe it is ready and started at once, as the kubelet reports it.
+        let v = view.filter(|v| v.probed).cloned().unwrap_or_else(|| View {
+            ready: c.readiness_probe.is_none() && c.startup_probe.is_none(),
+            started: c.startup_probe.is_none(),
+            ..Default::default()
+        });
         (running && v.ready, running && v.started)
     };
     ContainerStatus {

@@ -59,6 +59,8 @@ impl Waiting {
 #[derive(Debug, Clone, Default)]
 pub(super) struct View {
     pub waiting: Option<Waiting>,
+    /// `ready`/`started` come from this step's probes of the running attempt.
+    pub probed: bool,
     pub ready: bool,
     pub started: bool,
 }
@@ -249,6 +251,7 @@ impl Step<'_> {
                 self.requeue_at(t);
             }
             let view = self.view(&c.name);
+            view.probed = true;
             view.ready = v.ready;
             view.started = v.started;
             let Some((kind, message)) = v.kill else {
@@ -269,9 +272,8 @@ impl Step<'_> {
                 Ok(s) => latest.state = s,
                 Err(_) => return,
             }
-            let view = self.view(&c.name);
-            view.ready = false;
-            view.started = false;
+            // The killed attempt's verdicts say nothing about the next one.
+            self.view(&c.name).probed = false;
         }
         match latest.exit_code() {
             Some(code) if self.policy.restarts_app(code) => {
@@ -447,9 +449,17 @@ impl Step<'_> {
                 self.ev
                     .normal("Created", format!("Created container {}", c.name));
                 match start_err {
-                    None => self
-                        .ev
-                        .normal("Started", format!("Started container {}", c.name)),
+                    None => {
+                        self.ev
+                            .normal("Started", format!("Started container {}", c.name));
+                        let probed = c.startup_probe.is_some()
+                            || c.liveness_probe.is_some()
+                            || c.readiness_probe.is_some();
+                        if probed {
+                            // The first probes are scheduled by the next step.
+                            self.requeue_in(RESYNC_INIT);
+                        }
+                    }
                     Some(e) => {
                         self.ev.warning("Failed", format!("Error: {e}"));
                         self.requeue_in(RESYNC_INIT);
