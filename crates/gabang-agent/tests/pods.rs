@@ -499,3 +499,35 @@ fn host_path_volumes_are_refused_unless_the_node_allows_them() {
     assert!(node.containers_of(&uid(&p)).is_empty());
     assert_eq!(phase(&out), "Pending");
 }
+
+#[test]
+fn concurrent_syncs_never_duplicate_and_pods_get_distinct_addresses() {
+    let node = Node::new();
+    let pods: Vec<_> = (0..4)
+        .map(|i| {
+            pod(
+                &format!("many-{i}"),
+                json!({"terminationGracePeriodSeconds": 0,
+                   "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]}),
+            )
+        })
+        .collect();
+    // Three workers race on every pod.
+    let outs: Vec<SyncOutcome> = std::thread::scope(|s| {
+        let hs: Vec<_> = pods
+            .iter()
+            .flat_map(|p| (0..3).map(move |_| p))
+            .map(|p| s.spawn(|| node.sync(p)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(outs.iter().all(|o| phase(o) == "Running"));
+    let mut ips = Vec::new();
+    for p in &pods {
+        assert_eq!(node.containers_of(&uid(p)).len(), 1, "duplicated container");
+        ips.push(pod_ip(&node.sync(p)));
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), pods.len(), "{ips:?}");
+}
