@@ -531,3 +531,27 @@ fn concurrent_syncs_never_duplicate_and_pods_get_distinct_addresses() {
     ips.dedup();
     assert_eq!(ips.len(), pods.len(), "{ips:?}");
 }
+
+#[test]
+fn host_network_pods_use_the_node_network() {
+    let mut node = Node::new();
+    // A node whose address is loopback, so the test reaches the pod without routes.
+    node.cfg.host_ip = "127.0.0.1".into();
+    node.rt = PodRuntime::new(node.cfg.clone()).unwrap();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let p = pod(
+        "hostnet",
+        json!({"hostNetwork": true, "terminationGracePeriodSeconds": 0,
+          "containers": [{"name": "c", "image": IMAGE,
+            "command": ["httpd", "-f", "-p", format!("127.0.0.1:{port}"), "-h", "/var/www"],
+            "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1}}]}),
+    );
+    let mut p = p;
+    let out = node.sync_until(&mut p, 30, ready_and_running);
+    assert_eq!(pod_ip(&out), "127.0.0.1");
+    let body = eventually_get("127.0.0.1", port, "/");
+    assert!(body.contains("hello from a pod"), "{body}");
+    assert!(!Path::new(&format!("/run/netns/gabang-{}", &uid(&p)[..12])).exists());
+    node.rt.terminate(&uid(&p), Duration::ZERO).unwrap();
+    assert!(http_get("127.0.0.1", port, "/").is_err());
+}

@@ -181,7 +181,12 @@ pub(super) fn run_options(
         memory: plan.memory_limit,
         cpus: plan.cpu_limit,
         pids_limit: None,
-        network: NetworkMode::None,
+        // Ignored when `netns` is set (the pod's sandbox).
+        network: if sb.host_network {
+            NetworkMode::Host
+        } else {
+            NetworkMode::None
+        },
         publish: vec![],
         volumes,
         restart: gabang_runtime::RestartPolicy::No,
@@ -190,8 +195,8 @@ pub(super) fn run_options(
         interactive: false,
         tty: plan.tty,
         labels: l,
-        netns: Some(sb.netns.clone()),
-        netns_ip: Some(sb.ip),
+        netns: (!sb.host_network).then(|| sb.netns.clone()),
+        netns_ip: (!sb.host_network).then_some(sb.ip),
         cgroup_parent: Some(PodRuntime::cgroup_parent(&meta.uid)),
     }
 }
