@@ -555,3 +555,30 @@ fn host_network_pods_use_the_node_network() {
     node.rt.terminate(&uid(&p), Duration::ZERO).unwrap();
     assert!(http_get("127.0.0.1", port, "/").is_err());
 }
+
+#[test]
+fn an_exhausted_pod_cidr_leaves_the_pod_pending_with_an_event() {
+    let mut node = Node::new();
+    // A /30 has room for one pod (.2); the second one cannot get an address.
+    node.cfg.pod_cidr.1 = 30;
+    node.rt = PodRuntime::new(node.cfg.clone()).unwrap();
+    let spec = json!({"terminationGracePeriodSeconds": 0,
+        "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]});
+    let first = node.sync(&pod("fits", spec.clone()));
+    assert_eq!(phase(&first), "Running");
+    let p = pod("nofit", spec);
+    let out = node.sync(&p);
+    assert_eq!(phase(&out), "Pending");
+    assert_eq!(condition(&out, "PodReadyToStartContainers"), "False");
+    assert_eq!(waiting_reason(&cstatus(&out, "c")), "ContainerCreating");
+    assert!(out.status.pod_ip.is_none());
+    assert!(out.requeue_after.is_some());
+    assert!(
+        out.events
+            .iter()
+            .any(|e| e.1 == "FailedCreatePodSandBox" && e.2.contains("exhausted")),
+        "{:?}",
+        out.events
+    );
+    assert!(node.containers_of(&uid(&p)).is_empty());
+}

@@ -98,7 +98,10 @@ pub(super) fn sync(rt: &PodRuntime, pod: &Pod, refs: &dyn RefSource) -> Result<S
         .ok_or_else(|| AgentError::Other(format!("pod {}: no spec", meta.name)))?;
     let state = rt.pod_state(&meta.uid);
     let mut st = lock(&state);
-    let sb = sandbox::ensure(rt, &meta, pod)?;
+    let sb = match sandbox::ensure(rt, &meta, pod) {
+        Ok(sb) => sb,
+        Err(e) => return Ok(no_sandbox(rt, pod, &meta, e)),
+    };
     let pod_dir = rt.pod_dir(&meta.uid);
     let vols = volumes::ensure(pod, &pod_dir, refs, rt.cfg.allow_host_path);
     let facts = PodFacts {
@@ -141,7 +144,7 @@ pub(super) fn sync(rt: &PodRuntime, pod: &Pod, refs: &dyn RefSource) -> Result<S
     let attempts = containers::observe(rt, &step.meta.uid);
     let status = status::build(&status::Inputs {
         pod,
-        sb: &step.sb,
+        sb: Some(&step.sb),
         attempts: &attempts,
         views: &step.views,
         init,
@@ -160,6 +163,39 @@ pub(super) fn sync(rt: &PodRuntime, pod: &Pod, refs: &dyn RefSource) -> Result<S
         }),
         events: step.ev.0,
     })
+}
+
+/// The sandbox could not be made (e.g. the pod CIDR is exhausted): the pod stays Pending
+/// with a `FailedCreatePodSandBox` event, and the step is retried.
+fn no_sandbox(rt: &PodRuntime, pod: &Pod, meta: &PodMeta, e: AgentError) -> SyncOutcome {
+    tracing::warn!("pod {}/{}: sandbox: {e}", meta.namespace, meta.name);
+    let has_inits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|v| !v.is_empty());
+    let status = status::build(&status::Inputs {
+        pod,
+        sb: None,
+        attempts: &Default::default(),
+        views: &HashMap::new(),
+        init: if has_inits {
+            InitProgress::Running
+        } else {
+            InitProgress::Done
+        },
+        host_ip: &rt.cfg.host_ip,
+    });
+    let mut ev = Events::default();
+    ev.warning(
+        "FailedCreatePodSandBox",
+        format!("Failed to create pod sandbox: {e}"),
+    );
+    SyncOutcome {
+        status,
+        requeue_after: Some(RETRY_CONFIG),
+        events: ev.0,
+    }
 }
 
 /// `started_at`/`finished_at` of the runtime as this process's `Instant`s.
