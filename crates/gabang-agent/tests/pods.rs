@@ -582,3 +582,82 @@ fn an_exhausted_pod_cidr_leaves_the_pod_pending_with_an_event() {
     );
     assert!(node.containers_of(&uid(&p)).is_empty());
 }
+
+/// Run by `an_agent_killed_with_sigkill_leaves_its_pods_running_and_adoptable` in a child
+/// process: one agent that makes a pod and then is killed.
+#[test]
+#[ignore = "helper process of the kill -9 test"]
+fn child_agent_for_kill_test() {
+    let Ok(pod_json) = std::env::var("GBPODS_CHILD_POD") else {
+        return;
+    };
+    let env = |k: &str| std::env::var(k).unwrap();
+    let (ip, prefix) = env("GBPODS_CHILD_CIDR")
+        .split_once('/')
+        .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+        .unwrap();
+    let cfg = gabang_agent::pods::PodRuntimeConfig {
+        root: env("GBPODS_CHILD_ROOT").into(),
+        shim_exe: shim_exe(),
+        shim_prefix_args: vec![],
+        node_name: "node-a".into(),
+        host_ip: "192.0.2.10".into(),
+        pod_cidr: (ip, prefix),
+        bridge: env("GBPODS_CHILD_BRIDGE"),
+        allow_host_path: false,
+    };
+    let rt = PodRuntime::new(cfg).unwrap();
+    let p: k8s_openapi::api::core::v1::Pod = serde_json::from_str(&pod_json).unwrap();
+    let out = rt.sync(&p, &Refs::default()).unwrap();
+    println!("synced {}", cstatus(&out, "httpd").container_id.unwrap());
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn an_agent_killed_with_sigkill_leaves_its_pods_running_and_adoptable() {
+    use std::io::BufRead;
+    let node = Node::new();
+    let p = pod(
+        "survivor",
+        json!({"terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "httpd", "image": IMAGE,
+            "command": ["httpd", "-f", "-p", "80", "-h", "/var/www"]}]}),
+    );
+    let (cidr_ip, prefix) = node.cfg.pod_cidr;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_agent_for_kill_test",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GBPODS_CHILD_POD", serde_json::to_string(&p).unwrap())
+        .env("GBPODS_CHILD_ROOT", &node.cfg.root)
+        .env("GBPODS_CHILD_BRIDGE", &node.cfg.bridge)
+        .env("GBPODS_CHILD_CIDR", format!("{cidr_ip}/{prefix}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first_id = loop {
+        let line = lines.next().expect("child agent ended").unwrap();
+        // libtest may print the test's name on the same line first.
+        if let Some((_, id)) = line.split_once("synced ") {
+            break id.trim().to_owned();
+        }
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // A new agent on the same root adopts the pod: the container kept running (its shim
+    // outlived the agent), nothing is made twice.
+    let rt = PodRuntime::new(node.cfg.clone()).unwrap();
+    let out = rt.sync(&p, &node.refs).unwrap();
+    let c = cstatus(&out, "httpd");
+    assert_eq!(c.container_id.as_deref(), Some(first_id.as_str()));
+    assert!(running(&c) && c.restart_count == 0, "{c:?}");
+    assert_eq!(node.containers_of(&uid(&p)).len(), 1);
+    let body = eventually_get(&pod_ip(&out), 80, "/");
+    assert!(body.contains("hello from a pod"));
+    rt.terminate(&uid(&p), Duration::ZERO).unwrap();
+}
