@@ -201,6 +201,8 @@ async fn serve(
                 }
             },
         };
+        // Exec frames are small writes: no Nagle delay behind delayed ACKs.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         let mut stop = stop.clone();

@@ -155,6 +155,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
                     }
                 },
             };
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let app = app.clone();
             tokio::spawn(async move {
