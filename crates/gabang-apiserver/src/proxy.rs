@@ -320,8 +320,13 @@ async fn connect(
     Ok(sender)
 }
 
-/// Client TLS config that accepts the agent's self-signed certificate.
+/// Client TLS config that accepts the agent's self-signed certificate; made once, so its
+/// session cache lets later connections resume.
 fn agent_tls() -> Result<Arc<rustls::ClientConfig>, ApiError> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(c.clone());
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -330,7 +335,7 @@ fn agent_tls() -> Result<Arc<rustls::ClientConfig>, ApiError> {
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok(CONFIG.get_or_init(|| Arc::new(cfg)).clone())
 }
 
 /// Accepts any certificate, but still checks the handshake signatures with it.
