@@ -161,9 +161,10 @@ async fn kubectl_exec_through_the_api_server() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 
-    // A terminal: kubectl -t needs one, so run it under script(1).
+    // A terminal: kubectl -t needs one, so run it under script(1), with a terminal size the
+    // process must see.
     let cmd = format!(
-        "KUBECONFIG={} kubectl exec -it web -- sh -c 'test -t 0 && test -t 1 && echo in-tty'",
+        "stty cols 123 rows 45; KUBECONFIG={} kubectl exec -it web -- sh -c 'test -t 0 && test -t 1 && echo in-tty; stty size'",
         c.api.kubeconfig.display()
     );
     let out = Command::new("script")
@@ -176,6 +177,7 @@ async fn kubectl_exec_through_the_api_server() {
     assert!(out.status.success(), "{text}");
     // The terminal's line discipline turns \n into \r\n.
     assert!(text.contains("in-tty\r\n"), "{text:?}");
+    assert!(text.contains("45 123\r\n"), "{text:?}");
 
     // Errors.
     let e = c.fails(&["exec", "web", "-c", "nope", "--", "true"]);

@@ -5,9 +5,10 @@
 //! 255 `[255, ch]` to close one stream (the client closes stdin at EOF). kubelet's query names
 //! `input`/`output`/`error` are accepted too.
 //!
-//! The process is the runtime's exec shim with piped stdio; for `tty=1` the shim makes the
-//! pseudo-terminal itself (so resize messages are read and ignored: the terminal keeps the
-//! shim's default size).
+//! The process is the runtime's exec shim with piped stdio. For `tty=1` the shim's stdio is a
+//! pseudo-terminal of ours, made with the client's first terminal size (kubectl sends it at
+//! once); the shim gives the process a terminal of its own with that size. Later resize
+//! messages are read and ignored: the shim copies the size only when it starts.
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::find::{self, Target};
@@ -218,11 +219,61 @@ fn pump(ch: u8, mut r: impl AsyncRead + Unpin + Send + 'static, tx: mpsc::Sender
 }
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type WsIn = futures_util::stream::SplitStream<Ws>;
+type Input = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 
-/// Runs the process and relays its stdio until it ends (or the client leaves), then sends
-/// the status and closes the websocket normally.
-async fn session(ws: Ws, cmd: std::process::Command, ex: ExecRequest) {
-    let (mut sink, mut incoming) = ws.split();
+/// How long a tty session waits for the client's first terminal size before starting.
+const FIRST_SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The size in a channel-4 message: `{"Width":80,"Height":24}`.
+fn parse_size(data: &[u8]) -> Option<nix::pty::Winsize> {
+    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let dim = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
+    Some(nix::pty::Winsize {
+        ws_col: dim("Width")?,
+        ws_row: dim("Height")?,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    })
+}
+
+/// For a tty: the client's first terminal size (kubectl sends it right away), and the
+/// messages that came before it, to be handled afterwards.
+async fn first_size(incoming: &mut WsIn) -> (Option<nix::pty::Winsize>, Vec<Message>) {
+    let mut early = Vec::new();
+    let found = tokio::time::timeout(FIRST_SIZE_WAIT, async {
+        while let Some(Ok(m)) = incoming.next().await {
+            if let Message::Binary(b) = &m {
+                if b.first() == Some(&RESIZE) {
+                    return parse_size(&b[1..]);
+                }
+            }
+            let close = m.is_close();
+            early.push(m);
+            if close {
+                return None;
+            }
+        }
+        None
+    })
+    .await;
+    (found.ok().flatten(), early)
+}
+
+/// The process with its input and output streams wired to the session.
+struct Spawned {
+    child: tokio::process::Child,
+    stdin: Option<Input>,
+}
+
+/// Starts the shim. With a tty its stdio is a pseudo-terminal of ours sized like the client's
+/// terminal (the shim copies that size to the terminal it gives the process); otherwise pipes.
+fn spawn(
+    cmd: std::process::Command,
+    ex: &ExecRequest,
+    size: Option<nix::pty::Winsize>,
+    out: &mpsc::Sender<Message>,
+) -> Result<Spawned, String> {
     let piped = |on: bool| {
         if on {
             std::process::Stdio::piped()
@@ -231,29 +282,97 @@ async fn session(ws: Ws, cmd: std::process::Command, ex: ExecRequest) {
         }
     };
     let mut cmd = tokio::process::Command::from(cmd);
-    // With a tty the shim's pseudo-terminal carries both streams; its own errors (before the
-    // process starts) still come on stderr, sent to the client as output.
+    if ex.tty {
+        let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| format!("openpty: {e}"))?;
+        let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+        cmd.stdin(dup(&pty.slave)?)
+            .stdout(dup(&pty.slave)?)
+            .stderr(pty.slave);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting the exec shim: {e}"))?;
+        // The slave copies held by `cmd` close here: reads of the master end (EIO) when the
+        // process side is gone.
+        drop(cmd);
+        let master = std::fs::File::from(pty.master);
+        let reader = master.try_clone().map_err(|e| format!("dup: {e}"))?;
+        pump(STDOUT, tokio::fs::File::from_std(reader), out.clone());
+        let stdin: Option<Input> = ex
+            .stdin
+            .then(|| Box::new(tokio::fs::File::from_std(master)) as Input);
+        return Ok(Spawned { child, stdin });
+    }
     cmd.stdin(piped(ex.stdin))
         .stdout(piped(ex.stdout))
-        .stderr(piped(ex.stderr || ex.tty));
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+        .stderr(piped(ex.stderr));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting the exec shim: {e}"))?;
+    if let Some(o) = child.stdout.take() {
+        pump(STDOUT, o, out.clone());
+    }
+    if let Some(e) = child.stderr.take() {
+        pump(STDERR, e, out.clone());
+    }
+    let stdin = child.stdin.take().map(|w| Box::new(w) as Input);
+    Ok(Spawned { child, stdin })
+}
+
+/// What one client message means for the session.
+enum Flow {
+    Continue,
+    /// The client closed the websocket or went away.
+    Gone,
+}
+
+async fn on_message(m: Option<Result<Message, WsError>>, stdin: &mut Option<Input>) -> Flow {
+    match m {
+        Some(Ok(Message::Binary(b))) => match (b.first(), b.get(1)) {
+            (Some(&STDIN), _) => {
+                if let Some(w) = stdin.as_mut() {
+                    if w.write_all(&b[1..]).await.is_err() || w.flush().await.is_err() {
+                        *stdin = None;
+                    }
+                }
+            }
+            (Some(&CLOSE), Some(&STDIN)) => *stdin = None,
+            // Later resizes: see the module comment.
+            _ => {}
+        },
+        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Flow::Gone,
+        Some(Ok(_)) => {}
+    }
+    Flow::Continue
+}
+
+/// Runs the process and relays its stdio until it ends (or the client leaves), then sends
+/// the status and closes the websocket normally.
+async fn session(ws: Ws, cmd: std::process::Command, ex: ExecRequest) {
+    let (mut sink, mut incoming) = ws.split();
+    let (size, early) = if ex.tty {
+        first_size(&mut incoming).await
+    } else {
+        (None, Vec::new())
+    };
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(16);
+    let Spawned {
+        mut child,
+        mut stdin,
+    } = match spawn(cmd, &ex, size, &out_tx) {
+        Ok(s) => s,
         Err(e) => {
-            let msg = status(&ex.command, Err(format!("starting the exec shim: {e}")));
+            let msg = status(&ex.command, Err(e));
             let _ = sink.send(Message::Binary(msg.into())).await;
             let _ = sink.send(close_normal()).await;
             return;
         }
     };
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(16);
-    if let Some(o) = child.stdout.take() {
-        pump(STDOUT, o, out_tx.clone());
-    }
-    if let Some(e) = child.stderr.take() {
-        pump(if ex.tty { STDOUT } else { STDERR }, e, out_tx.clone());
-    }
     drop(out_tx);
-    let mut stdin = child.stdin.take();
+    for m in early {
+        if let Flow::Gone = on_message(Some(Ok(m)), &mut stdin).await {
+            return;
+        }
+    }
     let mut exit: Option<Result<i32, String>> = None;
     let mut outputs_done = false;
     loop {
@@ -276,21 +395,10 @@ async fn session(ws: Ws, cmd: std::process::Command, ex: ExecRequest) {
                 });
                 stdin = None;
             },
-            m = incoming.next() => match m {
-                Some(Ok(Message::Binary(b))) => match (b.first(), b.get(1)) {
-                    (Some(&STDIN), _) => {
-                        if let Some(w) = stdin.as_mut() {
-                            if w.write_all(&b[1..]).await.is_err() {
-                                stdin = None;
-                            }
-                        }
-                    }
-                    (Some(&CLOSE), Some(&STDIN)) => stdin = None,
-                    (Some(&RESIZE), _) => {} // see the module comment
-                    _ => {}
-                },
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+            m = incoming.next() => {
+                if let Flow::Gone = on_message(m, &mut stdin).await {
+                    return;
+                }
             },
         }
     }
