@@ -162,19 +162,25 @@ async fn kubectl_exec_through_the_api_server() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 
     // A terminal: kubectl -t needs one, so run it under script(1), with a terminal size the
-    // process must see.
+    // process must see. (The runtime's exec shim copies the size to the process's terminal
+    // just after starting it, so the process waits until it has one.)
     let cmd = format!(
-        "stty cols 123 rows 45; KUBECONFIG={} kubectl exec -it web -- sh -c 'test -t 0 && test -t 1 && echo in-tty; stty size'",
+        "stty cols 123 rows 45; KUBECONFIG={} kubectl exec -it web -- sh -c 'test -t 0 && test -t 1 && echo in-tty; for i in $(seq 200); do stty size 2>/dev/null && break; sleep 0.05; done'",
         c.api.kubeconfig.display()
     );
-    let out = Command::new("script")
+    // script's input stays open (no EOF typed at the terminal) until the command is done.
+    let mut script = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .current_dir(c.dir.path())
-        .output()
+        .spawn()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let keep_open = script.stdin.take();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut script.stdout.take().unwrap(), &mut text).unwrap();
+    drop(keep_open);
+    assert!(script.wait().unwrap().success(), "{text}");
     // The terminal's line discipline turns \n into \r\n.
     assert!(text.contains("in-tty\r\n"), "{text:?}");
     assert!(text.contains("45 123\r\n"), "{text:?}");
