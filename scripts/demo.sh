@@ -2,8 +2,9 @@
 # The main job on the embedded defaults (state in /var/lib/gabang): install what is missing,
 # build gabang (release), then walk the seed's whole path on one machine:
 #   busybox base image → build the example image from its Dockerfile → run it and reach it
-#   over HTTP → push it to gabang's own registry and pull it back → start the API server
-#   and apply the example manifests with kubectl → show the result.
+#   over HTTP → `gabang up` (the whole cluster on this machine) → push it to the cluster's
+#   registry and pull it back → kubectl apply the example Deployment, wait for Ready, reach
+#   a pod over HTTP, show `get pods -o wide`, logs and exec → save/load keeps the image ID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -15,6 +16,11 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   "$G" rm -f web-demo >/dev/null 2>&1 || true
+  # Take the example down (the agent stops the pods and releases their sandboxes) before
+  # stopping the cluster; its state stays in $GABANG_ROOT for the next run.
+  if [ -n "${KUBECONFIG:-}" ]; then
+    kubectl delete -f examples/k8s/web.yaml --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -45,37 +51,41 @@ step curl -s "http://127.0.0.1:$port/"
 step "$G" ps
 step "$G" rm -f web-demo
 
-echo; echo "== 4. carry it: push to gabang's registry, pull it back"
-reg=$(free_port)
-"$G" registry serve --addr "127.0.0.1:$reg" >"$work/registry.log" 2>&1 &
+echo; echo "== 4. the whole cluster on this machine: gabang up (API server + controllers +"
+echo "      scheduler + registry + node agent in one process, like k3s server)"
+"$G" up --listen 127.0.0.1:6443 --registry 127.0.0.1:5000 >"$work/up.log" 2>&1 &
 pids+=($!)
-wait_for "http://127.0.0.1:$reg/v2/"
-step "$G" tag web:1 "localhost:$reg/web:1"
-step "$G" push "localhost:$reg/web:1"
-step "$G" rmi "localhost:$reg/web:1"
-step "$G" pull "localhost:$reg/web:1"
-step curl -s "http://127.0.0.1:$reg/v2/_catalog"
-
-echo; echo "== 5. declare the desired state: the API server + kubectl apply"
-api=$(free_port)
-"$G" server --listen "127.0.0.1:$api" >"$work/server.log" 2>&1 &
-pids+=($!)
-wait_for "https://127.0.0.1:$api/healthz"
+wait_for "https://127.0.0.1:6443/healthz"
+wait_for "http://127.0.0.1:5000/v2/"
 export KUBECONFIG="$GABANG_ROOT/cluster/admin.kubeconfig"
-step kubectl apply -f examples/k8s/web.yaml
-step kubectl get namespaces
-step kubectl get deploy,svc -n shop -o wide
-step kubectl scale deploy web -n shop --replicas 5
-sleep 2   # the controllers create the ReplicaSet and its pods; the scheduler tries to place them
-step kubectl get deploy,rs,pods -n shop -o wide
-pod=$(kubectl get pods -n shop -o name | head -n 1)
-[ -n "$pod" ] && step kubectl describe -n shop "$pod" | tail -n 5
-echo
-echo "(The cluster keeps the desired state: Deployment → ReplicaSet → 5 pods. No node has"
-echo " joined yet, so the scheduler keeps them Pending and says why; the node agent that"
-echo " runs them (gabang agent / gabang up) is the next issue.)"
+for _ in $(seq 1 100); do kubectl get nodes 2>/dev/null | grep -q ' Ready' && break; sleep 0.2; done
+step kubectl get nodes -o wide
 
-echo; echo "== 6. build once, run anywhere: save/load into a second store keeps the image ID"
+echo; echo "== 5. carry the bag: push to the cluster's registry, pull it back"
+step "$G" tag web:1 localhost:5000/web:1
+step "$G" push localhost:5000/web:1
+step "$G" rmi localhost:5000/web:1
+step "$G" pull localhost:5000/web:1
+step curl -s http://127.0.0.1:5000/v2/_catalog
+
+echo; echo "== 6. declare the desired state; the cluster makes it true and keeps it"
+step kubectl apply -f examples/k8s/web.yaml
+step kubectl rollout status deploy/web -n shop --timeout=180s
+step kubectl get deploy,rs,svc -n shop
+step kubectl get pods -n shop -o wide
+ip=$(kubectl get pods -n shop -o jsonpath='{.items[0].status.podIP}')
+pod=$(kubectl get pods -n shop -o jsonpath='{.items[0].metadata.name}')
+step curl -s "http://$ip/"
+step kubectl logs -n shop "$pod" --tail 3
+step kubectl exec -n shop "$pod" -- cat /etc/hostname
+echo; echo "(node = where a pod physically runs; namespace = where it logically belongs)"
+step kubectl get pods -A -o custom-columns=NAMESPACE:.metadata.namespace,POD:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP
+echo; echo "-- delete a pod: the ReplicaSet makes a new one (desired state kept)"
+step kubectl delete pod -n shop "$pod"
+step kubectl rollout status deploy/web -n shop --timeout=180s
+step kubectl get pods -n shop -o wide
+
+echo; echo "== 7. build once, run anywhere: save/load into a second store keeps the image ID"
 step "$G" save -o "$work/web-oci.tar" web:1
 step env GABANG_ROOT="$work/other" "$G" load -i "$work/web-oci.tar"
 id1=$("$G" image inspect web:1); id1=$(grep '"Id"' <<<"$id1")
