@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gabang_agent::labels;
@@ -15,32 +15,10 @@ use gabang_runtime::{Attach, CreateRequest, NetworkMode, RunOptions, Runtime, Ru
 use gabang_store::{Backend, SqliteBackend, SqliteConfig};
 use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder};
 
-/// The runtime's shim binary (a bin target of gabang-runtime), built on first use.
+/// The runtime's shim: this package's `gabang-agent-shim` bin, which cargo builds for tests
+/// and benches.
 pub fn shim_exe() -> PathBuf {
-    static SHIM: OnceLock<PathBuf> = OnceLock::new();
-    SHIM.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "gabang-runtime",
-                "--bin",
-                "gabang-runtime-shim",
-                "--message-format=json",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "building gabang-runtime-shim failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["target"]["name"] == "gabang-runtime-shim")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the shim executable")
-    })
-    .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_gabang-agent-shim"))
 }
 
 /// A busybox rootfs from Debian's busybox-static.
