@@ -55,9 +55,7 @@ impl HostFacts {
             .ok()
             .and_then(|m| parse_meminfo_total(&m))
             .unwrap_or(0);
-        let uts = rustix::system::uname();
-        let hostname = uts.nodename().to_string_lossy().into_owned();
-        let kernel = uts.release().to_string_lossy().into_owned();
+        let (hostname, kernel) = uname();
         let os_image = std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|s| parse_os_release(&s))
@@ -74,6 +72,23 @@ impl HostFacts {
             architecture: k8s_arch(std::env::consts::ARCH).into(),
             machine_id,
         }
+    }
+}
+
+/// (nodename, release) from uname(2).
+fn uname() -> (String, String) {
+    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return ("localhost".into(), String::new());
+        }
+        let s = |f: &[libc::c_char]| {
+            std::ffi::CStr::from_ptr(f.as_ptr())
+                .to_string_lossy()
+                .into_owned()
+        };
+        (s(&u.nodename), s(&u.release))
     }
 }
 
