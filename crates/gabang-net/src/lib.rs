@@ -100,6 +100,8 @@ pub struct Attachment {
 pub struct Network {
     dir: PathBuf,
     pub config: NetConfig,
+    /// The nft table holding this network's NAT rules (`gabang` for the default network).
+    table: String,
 }
 
 /// An exclusive `flock` held until drop.
@@ -206,7 +208,57 @@ impl Network {
         Ok(Self {
             dir: dir.to_owned(),
             config,
+            table: NFT_TABLE.to_owned(),
         })
+    }
+
+    /// Open (and create) a network with its own bridge, subnet and state dir (e.g. a node's
+    /// pod network); `config` is recorded in `<dir>/config.json`, replacing an older one. Its
+    /// NAT rules live in their own nft table ([`Network::nft_table`]), so several networks
+    /// (the `gabang run` bridge, one pod network per node) coexist on one host.
+    pub fn open_with(dir: &Path, config: NetConfig) -> Result<Self> {
+        io_at(std::fs::create_dir_all(dir), dir)?;
+        let cfg_path = dir.join("config.json");
+        let stored: Option<NetConfig> = std::fs::read(&cfg_path)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        if stored.as_ref() != Some(&config) {
+            write_atomic(
+                &cfg_path,
+                &serde_json::to_vec_pretty(&config).unwrap_or_default(),
+            )?;
+        }
+        let table = format!(
+            "gabang_{}",
+            config
+                .bridge
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect::<String>()
+        );
+        Ok(Self {
+            dir: dir.to_owned(),
+            config,
+            table,
+        })
+    }
+
+    /// The nft table of this network's NAT rules.
+    pub fn nft_table(&self) -> &str {
+        &self.table
+    }
+
+    /// Remove the bridge and the nft table (for tests and node teardown); idempotent. Veths
+    /// still on the bridge are detached by the kernel.
+    pub fn remove_bridge(&self) -> Result<()> {
+        let _l = Lock::take(&self.dir.join("bridge.lock"))?;
+        if run("ip", &["link", "show", &self.config.bridge]).is_ok() {
+            run("ip", &["link", "del", &self.config.bridge])?;
+        }
+        if run("nft", &["list", "table", "ip", &self.table]).is_ok() {
+            run("nft", &["delete", "table", "ip", &self.table])?;
+        }
+        Ok(())
     }
 
     fn ipam_path(&self) -> PathBuf {
@@ -275,15 +327,16 @@ impl Network {
         run("ip", &["link", "set", br, "up"])?;
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{br}/route_localnet"), "1");
-        if run("nft", &["list", "table", "ip", NFT_TABLE]).is_err() {
+        if run("nft", &["list", "table", "ip", &self.table]).is_err() {
             let subnet = format!("{}/{}", self.config.subnet, self.config.prefix);
             nft(&format!(
-                "table ip {NFT_TABLE} {{
+                "table ip {table} {{
   map ports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
   chain prerouting {{ type nat hook prerouting priority dstnat; fib daddr type local dnat ip to meta l4proto . th dport map @ports; }}
   chain output {{ type nat hook output priority -100; fib daddr type local dnat ip to meta l4proto . th dport map @ports; }}
   chain postrouting {{ type nat hook postrouting priority srcnat; ip saddr 127.0.0.0/8 oifname \"{br}\" masquerade; ip saddr {subnet} oifname != \"{br}\" masquerade; }}
-}}\n"
+}}\n",
+                table = self.table
             ))?;
         }
         Ok(())
@@ -339,7 +392,8 @@ impl Network {
                 .collect();
             // `add element` fails if the key exists: a host port is never published twice.
             nft(&format!(
-                "add element ip {NFT_TABLE} ports {{ {} }}\n",
+                "add element ip {} ports {{ {} }}\n",
+                self.table,
                 elems.join(", ")
             ))
             .map_err(|e| match ports.first() {
@@ -373,14 +427,15 @@ impl Network {
                         "get",
                         "element",
                         "ip",
-                        NFT_TABLE,
+                        &self.table,
                         "ports",
                         &format!("{{ {key} }}"),
                     ],
                 ) {
                     if out.contains(&format!(": {ip} . {}", p.container_port)) {
                         let _ = nft(&format!(
-                            "delete element ip {NFT_TABLE} ports {{ {key} }}\n"
+                            "delete element ip {} ports {{ {key} }}\n",
+                            self.table
                         ));
                     }
                 }
