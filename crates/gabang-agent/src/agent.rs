@@ -327,8 +327,18 @@ fn upsert(st: &mut State, pod: Pod) {
     let grace = grace_of(&pod);
     match st.pods.get_mut(&uid) {
         Some(e) => {
+            // Our own status write coming back: nothing to do for the pod.
+            let echo = e.pod.as_ref().is_some_and(|old| {
+                old.spec == pod.spec
+                    && old.metadata.deletion_timestamp == pod.metadata.deletion_timestamp
+                    && e.reported.is_some()
+                    && e.reported == pod.status
+            });
             e.pod = Some(pod);
             e.grace = grace;
+            if echo {
+                return;
+            }
         }
         None => {
             st.pods.insert(
@@ -436,6 +446,10 @@ fn watch_loop(s: &Shared) {
                 let mut st = s.lock();
                 match ev {
                     WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                        tracing::debug!(
+                            "agent: pod event {}",
+                            p.metadata.name.as_deref().unwrap_or("")
+                        );
                         if let Some(v) = p.metadata.resource_version.clone() {
                             rv = v;
                         }
@@ -577,7 +591,13 @@ fn process(s: &Arc<Shared>, c: &HttpCluster, uid: &str) {
 }
 
 fn sync_one(s: &Shared, c: &HttpCluster, uid: &str, pod: Pod, reported: Option<PodStatus>) {
+    let t0 = Instant::now();
     let outcome = s.backend.sync(&pod, &ApiRefs(c));
+    tracing::debug!(
+        "agent: synced {} in {:?}",
+        pod.metadata.name.as_deref().unwrap_or(""),
+        t0.elapsed()
+    );
     let mut next = s.cfg.resync;
     let mut new_reported = reported.clone();
     match outcome {
