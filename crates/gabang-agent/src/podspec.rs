@@ -1,5 +1,6 @@
 //! Pod spec → what each container gets, as Kubernetes defines it (pure functions, no I/O
-//! except [`write_projected`]).
+//! except [`write_projected`], and reading the host's capacity when a `resourceFieldRef`
+//! names a limit the container does not set — Kubernetes uses the node's allocatable then).
 //!
 //! - [`plan_container`]: `command` replaces the image ENTRYPOINT (and drops its CMD), `args`
 //!   replace CMD; env from `value` (with `$(VAR)` expansion), `configMapKeyRef`,
@@ -126,8 +127,10 @@ pub struct VolumePlan {
     pub kind: VolumeKind,
 }
 
-/// Plan every volume of the pod. `volume_root` is unused by the plan itself (paths are chosen
-/// by the caller); a configMap/secret that is missing and not `optional` is a `Config` error.
+/// Plan every volume of the pod (host paths are chosen by the caller). A configMap/secret
+/// that is missing and not `optional` is a `Config` error (an optional one projects no
+/// files); hostPath is `Invalid` unless `allow_host_path`; kinds this node does not support
+/// (persistentVolumeClaim, projected, downwardAPI, …) are `Invalid` naming the field.
 pub fn plan_volumes(
     pod: &Pod,
     refs: &dyn RefSource,

@@ -963,3 +963,29 @@ fn write_projected_readers_never_see_a_mixed_set() {
         want_a
     );
 }
+
+#[test]
+fn resource_field_ref_without_a_limit_is_the_node_capacity() {
+    let p = plan(json!({
+        "name": "c", "image": "b:1",
+        "env": [
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+            {"name": "REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory"}}}
+        ]
+    }))
+    .unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(p.env[0], format!("CPU={cpus}"));
+    let mem: i64 = p.env[1].strip_prefix("MEM=").unwrap().parse().unwrap();
+    assert!(mem > 0);
+    assert_eq!(p.env[2], "REQ=0");
+    let err = plan(json!({"name": "c", "image": "b:1", "env": [
+        {"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}}
+    ]}))
+    .unwrap_err();
+    assert!(
+        matches!(&err, PlanError::Invalid { field, .. } if field == "spec.containers[0].env[0].valueFrom.resourceFieldRef.resource"),
+        "{err:?}"
+    );
+}

@@ -106,8 +106,23 @@ impl RefSource for Refs {
     }
 }
 
+/// The shim binary: cargo's path in tests, else next to the running example
+/// (`target/<profile>/examples/x` → `target/<profile>/gabang-agent-shim`).
 pub fn shim_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gabang-agent-shim"))
+    match option_env!("CARGO_BIN_EXE_gabang-agent-shim") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().and_then(Path::parent).unwrap();
+            let shim = dir.join("gabang-agent-shim");
+            assert!(
+                shim.exists(),
+                "{} missing: cargo build -p gabang-agent --bins first",
+                shim.display()
+            );
+            shim
+        }
+    }
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
