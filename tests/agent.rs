@@ -158,13 +158,20 @@ impl Env {
         ));
     }
     fn start_agent2(&mut self) {
-        let kc = self.kubeconfig();
+        // The explicit form (the bench uses --kubeconfig).
+        let data = self.root1().join("cluster");
+        let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+        let ca = data.join("ca.crt");
         self.agent2 = Some(Proc::spawn(
             &self.root2(),
             &[
                 "agent",
-                "--kubeconfig",
-                kc.to_str().unwrap(),
+                "--server",
+                "https://127.0.0.1:6443",
+                "--token",
+                token.trim(),
+                "--ca-file",
+                ca.to_str().unwrap(),
                 "--node-name",
                 "n2",
                 "--pod-cidr",
