@@ -56,8 +56,8 @@ for r in root root2; do
     -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["sh"]' >/dev/null
 done
 
-nsenter --net=/run/netns/$ns "$GABANG" --root "$tmp/root" up --listen 127.0.0.1:6443 --registry 127.0.0.1:5000 \
-  --node-name n1 --pod-cidr 10.42.100.0/24 >"$tmp/up.log" 2>&1 &
+GABANG_LOG=${AGENT_LOG:-warn} nsenter --net=/run/netns/$ns "$GABANG" --root "$tmp/root" up --listen 127.0.0.1:6443 --registry 127.0.0.1:5000 \
+  --node-name n1 --pod-cidr 10.42.100.0/24 --workers "${WORKERS:-4}" >"$tmp/up.log" 2>&1 &
 up_pid=$!
 for _ in $(seq 1 120); do
   k get node n1 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True && break

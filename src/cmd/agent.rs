@@ -165,6 +165,9 @@ fn start_agent(api: ApiConfig, n: &NodeArgs, root: &Path) -> Result<AgentHandle>
         allow_host_path: n.allow_host_path,
     })
     .context("starting the pod runtime")?;
+    // Hook for the logs/exec endpoint (gabang_agent::server, kubelet's port role): start it
+    // here on `n.port` with the API server's token and the pod runtime's
+    // `PodRuntime::runtime()`; the Node below already advertises `n.port`.
     let mut cfg = AgentConfig::new(NodeConfig {
         name: name.clone(),
         node_ip,

@@ -120,6 +120,9 @@ impl AgentConfig {
     }
 }
 
+/// How soon a pod whose status just changed is synced again.
+const FOLLOW_UP: Duration = Duration::from_millis(250);
+
 /// Kubernetes' default terminationGracePeriodSeconds.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -163,6 +166,20 @@ struct State {
 }
 
 impl State {
+    /// Queues a pod whose own follow-up sync is due ahead of the rest: such a step is
+    /// usually cheap (a container just started becomes Ready), and a burst of new pods must
+    /// not hold it back.
+    fn enqueue_front(&mut self, uid: &str) {
+        if self.active.contains(uid) {
+            self.dirty.insert(uid.to_string());
+            return;
+        }
+        if !self.queued.insert(uid.to_string()) {
+            self.queue.retain(|u| u != uid);
+        }
+        self.queue.push_front(uid.to_string());
+    }
+
     fn enqueue(&mut self, uid: &str) {
         if self.active.contains(uid) {
             self.dirty.insert(uid.to_string());
@@ -346,7 +363,9 @@ fn upsert(st: &mut State, pod: Pod) {
                 Entry {
                     pod: Some(pod),
                     reported: None,
-                    next_sync: Instant::now(),
+                    // The first sync is queued now (behind other new pods); the ticker only
+                    // promotes follow-ups.
+                    next_sync: Instant::now() + Duration::from_secs(5),
                     terminating: false,
                     grace,
                 },
@@ -447,7 +466,8 @@ fn watch_loop(s: &Shared) {
                 match ev {
                     WatchEvent::Added(p) | WatchEvent::Modified(p) => {
                         tracing::debug!(
-                            "agent: pod event {}",
+                            "agent: {} pod event {}",
+                            Utc::now().format("%H:%M:%S%.3f"),
                             p.metadata.name.as_deref().unwrap_or("")
                         );
                         if let Some(v) = p.metadata.resource_version.clone() {
@@ -502,7 +522,7 @@ fn tick_loop(s: &Shared) {
                 .map(|(uid, _)| uid.clone())
                 .collect();
             for uid in &due {
-                st.enqueue(uid);
+                st.enqueue_front(uid);
             }
             if !due.is_empty() {
                 s.cv.notify_all();
@@ -594,7 +614,8 @@ fn sync_one(s: &Shared, c: &HttpCluster, uid: &str, pod: Pod, reported: Option<P
     let t0 = Instant::now();
     let outcome = s.backend.sync(&pod, &ApiRefs(c));
     tracing::debug!(
-        "agent: synced {} in {:?}",
+        "agent: {} synced {} in {:?}",
+        Utc::now().format("%H:%M:%S%.3f"),
         pod.metadata.name.as_deref().unwrap_or(""),
         t0.elapsed()
     );
@@ -619,10 +640,26 @@ fn sync_one(s: &Shared, c: &HttpCluster, uid: &str, pod: Pod, reported: Option<P
             let same = reported.as_ref() == Some(&out.status)
                 || (reported.is_none() && pod.status.as_ref() == Some(&out.status));
             if !same {
+                // A pod whose status just changed is in flux (a container was just started
+                // and is not Ready yet): look again soon, ahead of new pods.
+                next = next.min(FOLLOW_UP);
                 let mut p = pod.clone();
                 p.status = Some(out.status.clone());
                 p.metadata.resource_version = None;
-                match c.update_status(&p) {
+                let t1 = Instant::now();
+                let r = c.update_status(&p);
+                tracing::debug!(
+                    "agent: {} status of {} written in {:?} (ready: {})",
+                    Utc::now().format("%H:%M:%S%.3f"),
+                    p.metadata.name.as_deref().unwrap_or(""),
+                    t1.elapsed(),
+                    out.status
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                );
+                match r {
                     Ok(_) => new_reported = Some(out.status),
                     Err(ClusterError::NotFound { .. }) => {}
                     Err(e) => {
