@@ -181,7 +181,12 @@ pub(super) fn run_options(
         memory: plan.memory_limit,
         cpus: plan.cpu_limit,
         pids_limit: None,
-        network: NetworkMode::None,
+        // Ignored when `netns` is set (the pod's sandbox).
+        network: if sb.host_network {
+            NetworkMode::Host
+        } else {
+            NetworkMode::None
+        },
         publish: vec![],
         volumes,
         restart: gabang_runtime::RestartPolicy::No,
@@ -190,8 +195,8 @@ pub(super) fn run_options(
         interactive: false,
         tty: plan.tty,
         labels: l,
-        netns: Some(sb.netns.clone()),
-        netns_ip: Some(sb.ip),
+        netns: (!sb.host_network).then(|| sb.netns.clone()),
+        netns_ip: (!sb.host_network).then_some(sb.ip),
         cgroup_parent: Some(PodRuntime::cgroup_parent(&meta.uid)),
     }
 }
@@ -204,17 +209,19 @@ pub(super) fn argv(
     plan: &ContainerPlan,
     image: &oci_spec::image::ImageConfiguration,
 ) -> (Option<String>, Vec<String>) {
-    if plan.entrypoint.is_none() && plan.cmd.is_none() {
+    // As the kubelet: an empty `command`/`args` list counts as not given.
+    let ep_override = plan.entrypoint.clone().filter(|v| !v.is_empty());
+    let cmd_override = plan.cmd.clone().filter(|v| !v.is_empty());
+    if ep_override.is_none() && cmd_override.is_none() {
         return (None, vec![]);
     }
     let cfg = image.config().as_ref();
-    let image_ep: Vec<String> = cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
-    let image_cmd: Vec<String> = cfg.and_then(|c| c.cmd().clone()).unwrap_or_default();
-    let ep = plan.entrypoint.clone().unwrap_or(image_ep);
-    let cmd = match (&plan.entrypoint, &plan.cmd) {
-        (_, Some(c)) => c.clone(),
-        (Some(_), None) => vec![],
-        (None, None) => image_cmd,
+    let (ep, cmd) = match ep_override {
+        Some(ep) => (ep, cmd_override.unwrap_or_default()),
+        None => (
+            cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default(),
+            cmd_override.unwrap_or_default(),
+        ),
     };
     (Some(String::new()), ep.into_iter().chain(cmd).collect())
 }
@@ -278,5 +285,84 @@ pub(super) fn prune(rt: &PodRuntime, uid: &str, attempts: &[Observed], latest: u
                 Err(e) => tracing::warn!("pod {uid}: remove old attempt {}: {e}", o.id),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::podspec::PullPolicy;
+    use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder};
+
+    fn meta(name: &str) -> PodMeta {
+        PodMeta {
+            uid: "0b6f7a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn runtime_names_are_valid_and_fit() {
+        let n = runtime_name(&meta("web-7d4b9c"), "app", 3);
+        assert_eq!(n, "k8s_app_web-7d4b9c_default_0b6f7a2e_3");
+        assert!(gabang_runtime::valid_name(&n));
+        let long = runtime_name(&meta(&"x".repeat(250)), &"c".repeat(63), 12);
+        assert!(long.len() <= 128 && long.ends_with("_default_0b6f7a2e_12"));
+        assert!(gabang_runtime::valid_name(&long));
+    }
+
+    fn plan(ep: Option<&[&str]>, cmd: Option<&[&str]>) -> ContainerPlan {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ContainerPlan {
+            name: "c".into(),
+            image: "i".into(),
+            pull_policy: PullPolicy::IfNotPresent,
+            entrypoint: ep.map(v),
+            cmd: cmd.map(v),
+            env: vec![],
+            workdir: None,
+            user: None,
+            memory_limit: None,
+            cpu_limit: None,
+            mounts: vec![],
+            tty: false,
+            stdin: false,
+        }
+    }
+
+    /// The argv the runtime will run, through its own ENTRYPOINT/CMD rules.
+    fn run(p: &ContainerPlan) -> Vec<String> {
+        let img = ImageConfigurationBuilder::default()
+            .config(
+                ConfigBuilder::default()
+                    .entrypoint(vec!["/ep".to_owned(), "-x".to_owned()])
+                    .cmd(vec!["def".to_owned()])
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let (entrypoint, cmd) = argv(p, &img);
+        let opts = RunOptions {
+            entrypoint,
+            cmd,
+            ..Default::default()
+        };
+        gabang_runtime::plan_process(&img, &opts).unwrap().args
+    }
+
+    #[test]
+    fn command_and_args_combine_with_the_image_as_kubernetes_says() {
+        assert_eq!(run(&plan(None, None)), ["/ep", "-x", "def"]);
+        assert_eq!(run(&plan(None, Some(&[]))), ["/ep", "-x", "def"]);
+        assert_eq!(run(&plan(Some(&[]), None)), ["/ep", "-x", "def"]);
+        assert_eq!(run(&plan(None, Some(&["a", "b"]))), ["/ep", "-x", "a", "b"]);
+        assert_eq!(run(&plan(Some(&["sh", "-c"]), Some(&[]))), ["sh", "-c"]);
+        assert_eq!(run(&plan(Some(&["sh", "-c"]), None)), ["sh", "-c"]);
+        assert_eq!(
+            run(&plan(Some(&["sh", "-c"]), Some(&["echo hi"]))),
+            ["sh", "-c", "echo hi"]
+        );
     }
 }

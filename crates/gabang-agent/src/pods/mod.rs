@@ -6,10 +6,12 @@
 //! dirs under `<root>/pods/<uid>/`.
 //!
 //! Files, one verb each: `sync.rs` (the step), `sandbox.rs` (netns, IP, /etc files),
+//! `cgroups.rs` (the pod cgroup and its limits),
 //! `volumes.rs`, `images.rs` (resolve / pull with backoff), `containers.rs` (runtime
 //! containers of a pod: observe, create + start, remove old attempts), `probes.rs`,
 //! `status.rs` (what kubectl shows), `terminate.rs`.
 
+mod cgroups;
 mod containers;
 mod images;
 mod probes;

@@ -1,5 +1,5 @@
 //! The pod sandbox: `<root>/pods/<uid>/` with a network namespace whose `eth0` sits on the
-//! node's pod bridge (IPAM owner = pod uid), the pod's `/etc/hosts`, `/etc/hostname` and
+//! node's pod bridge (IPAM owner = pod uid; `hostNetwork` pods use the node's network), the pod's `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf`, and `sandbox.json` written last (atomically): a dir without it is a
 //! half-made sandbox, cleaned and made again.
 
@@ -24,6 +24,9 @@ pub(super) struct Sandbox {
     pub hostname: String,
     /// When the agent took the pod on (status.startTime, stable across syncs and restarts).
     pub start_time: DateTime<Utc>,
+    /// `spec.hostNetwork`: no netns of its own (`netns` is empty), the pod IP is the node's.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 pub(super) const RECORD: &str = "sandbox.json";
@@ -76,7 +79,7 @@ pub(super) fn hostname(pod: &Pod, meta: &PodMeta) -> String {
 pub(super) fn ensure(rt: &PodRuntime, meta: &PodMeta, pod: &Pod) -> Result<Sandbox> {
     let dir = rt.pod_dir(&meta.uid);
     if let Some(sb) = read(&dir) {
-        if sb.netns.exists() {
+        if sb.host_network || sb.netns.exists() {
             return Ok(sb);
         }
         tracing::warn!(
@@ -96,17 +99,34 @@ pub(super) fn ensure(rt: &PodRuntime, meta: &PodMeta, pod: &Pod) -> Result<Sandb
 
 fn make(rt: &PodRuntime, meta: &PodMeta, pod: &Pod, dir: &Path) -> Result<Sandbox> {
     io(std::fs::create_dir_all(dir.join("volumes")), dir)?;
-    let att = rt.net.attach(&meta.uid, &[])?;
-    let hostname = hostname(pod, meta);
-    write_etc(dir, pod, att.ip, &hostname)?;
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let (netns, ip, hostname) = if host_network {
+        let ip = rt.cfg.host_ip.parse().map_err(|_| {
+            AgentError::Other(format!(
+                "hostNetwork pod: node address {:?} is not IPv4",
+                rt.cfg.host_ip
+            ))
+        })?;
+        (PathBuf::new(), ip, rt.cfg.node_name.clone())
+    } else {
+        let att = rt.net.attach(&meta.uid, &[])?;
+        (att.netns_path, att.ip, hostname(pod, meta))
+    };
+    super::cgroups::ensure(&PodRuntime::cgroup_parent(&meta.uid), pod);
+    write_etc(dir, pod, ip, &hostname)?;
     let sb = Sandbox {
         uid: meta.uid.clone(),
         namespace: meta.namespace.clone(),
         name: meta.name.clone(),
-        netns: att.netns_path,
-        ip: att.ip,
+        netns,
+        ip,
         hostname,
         start_time: Utc::now(),
+        host_network,
     };
     let data = serde_json::to_vec_pretty(&sb).map_err(|e| AgentError::Other(e.to_string()))?;
     write_atomic(&dir.join(RECORD), &data)?;

@@ -18,7 +18,8 @@ use super::RestartPolicy;
 
 pub(super) struct Inputs<'a> {
     pub pod: &'a Pod,
-    pub sb: &'a Sandbox,
+    /// `None` while the sandbox cannot be made.
+    pub sb: Option<&'a Sandbox>,
     pub attempts: &'a Attempts,
     pub views: &'a HashMap<String, View>,
     pub init: InitProgress,
@@ -98,7 +99,13 @@ fn container_status(
     let (ready, started) = if init {
         (latest.and_then(|l| l.exit_code()) == Some(0), running)
     } else {
-        let v = view.cloned().unwrap_or_default();
+        // No probe verdict this step (a container started just now): without a readiness
+        // or startup probe it is ready and started at once, as the kubelet reports it.
+        let v = view.filter(|v| v.probed).cloned().unwrap_or_else(|| View {
+            ready: c.readiness_probe.is_none() && c.startup_probe.is_none(),
+            started: c.startup_probe.is_none(),
+            ..Default::default()
+        });
         (running && v.ready, running && v.started)
     };
     ContainerStatus {
@@ -270,7 +277,12 @@ pub(super) fn build(i: &Inputs<'_>) -> PodStatus {
         )
     };
     let all_ready = unready.is_empty() && initialized && !completed;
-    let mut conditions = vec![cond("PodReadyToStartContainers", true, None, None)];
+    let mut conditions = vec![cond(
+        "PodReadyToStartContainers",
+        i.sb.is_some(),
+        None,
+        None,
+    )];
     conditions.push(cond(
         "Initialized",
         initialized || completed && not_done.is_empty(),
@@ -300,19 +312,28 @@ pub(super) fn build(i: &Inputs<'_>) -> PodStatus {
         Some(c) => conditions.push(c.clone()),
         None => conditions.push(cond("PodScheduled", true, None, None)),
     }
-    let ip = i.sb.ip.to_string();
+    let ip = i.sb.map(|sb| sb.ip.to_string());
+    let start_time = match i.sb {
+        Some(sb) => Time(sb.start_time),
+        None => i
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .unwrap_or(Time(Utc::now())),
+    };
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),
         container_statuses: Some(apps),
         init_container_statuses: if inits.is_empty() { None } else { Some(inits) },
-        pod_ip: Some(ip.clone()),
-        pod_ips: Some(vec![PodIP { ip }]),
+        pod_ips: ip.clone().map(|ip| vec![PodIP { ip }]),
+        pod_ip: ip,
         host_ip: Some(i.host_ip.to_owned()),
         host_ips: Some(vec![HostIP {
             ip: i.host_ip.to_owned(),
         }]),
-        start_time: Some(Time(i.sb.start_time)),
+        start_time: Some(start_time),
         qos_class: Some(qos_class(i.pod).into()),
         ..Default::default()
     }

@@ -59,6 +59,8 @@ impl Waiting {
 #[derive(Debug, Clone, Default)]
 pub(super) struct View {
     pub waiting: Option<Waiting>,
+    /// `ready`/`started` come from this step's probes of the running attempt.
+    pub probed: bool,
     pub ready: bool,
     pub started: bool,
 }
@@ -96,7 +98,10 @@ pub(super) fn sync(rt: &PodRuntime, pod: &Pod, refs: &dyn RefSource) -> Result<S
         .ok_or_else(|| AgentError::Other(format!("pod {}: no spec", meta.name)))?;
     let state = rt.pod_state(&meta.uid);
     let mut st = lock(&state);
-    let sb = sandbox::ensure(rt, &meta, pod)?;
+    let sb = match sandbox::ensure(rt, &meta, pod) {
+        Ok(sb) => sb,
+        Err(e) => return Ok(no_sandbox(rt, pod, &meta, e)),
+    };
     let pod_dir = rt.pod_dir(&meta.uid);
     let vols = volumes::ensure(pod, &pod_dir, refs, rt.cfg.allow_host_path);
     let facts = PodFacts {
@@ -139,7 +144,7 @@ pub(super) fn sync(rt: &PodRuntime, pod: &Pod, refs: &dyn RefSource) -> Result<S
     let attempts = containers::observe(rt, &step.meta.uid);
     let status = status::build(&status::Inputs {
         pod,
-        sb: &step.sb,
+        sb: Some(&step.sb),
         attempts: &attempts,
         views: &step.views,
         init,
@@ -158,6 +163,39 @@ pub(super) fn sync(rt: &PodRuntime, pod: &Pod, refs: &dyn RefSource) -> Result<S
         }),
         events: step.ev.0,
     })
+}
+
+/// The sandbox could not be made (e.g. the pod CIDR is exhausted): the pod stays Pending
+/// with a `FailedCreatePodSandBox` event, and the step is retried.
+fn no_sandbox(rt: &PodRuntime, pod: &Pod, meta: &PodMeta, e: AgentError) -> SyncOutcome {
+    tracing::warn!("pod {}/{}: sandbox: {e}", meta.namespace, meta.name);
+    let has_inits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|v| !v.is_empty());
+    let status = status::build(&status::Inputs {
+        pod,
+        sb: None,
+        attempts: &Default::default(),
+        views: &HashMap::new(),
+        init: if has_inits {
+            InitProgress::Running
+        } else {
+            InitProgress::Done
+        },
+        host_ip: &rt.cfg.host_ip,
+    });
+    let mut ev = Events::default();
+    ev.warning(
+        "FailedCreatePodSandBox",
+        format!("Failed to create pod sandbox: {e}"),
+    );
+    SyncOutcome {
+        status,
+        requeue_after: Some(RETRY_CONFIG),
+        events: ev.0,
+    }
 }
 
 /// `started_at`/`finished_at` of the runtime as this process's `Instant`s.
@@ -249,6 +287,7 @@ impl Step<'_> {
                 self.requeue_at(t);
             }
             let view = self.view(&c.name);
+            view.probed = true;
             view.ready = v.ready;
             view.started = v.started;
             let Some((kind, message)) = v.kill else {
@@ -269,9 +308,8 @@ impl Step<'_> {
                 Ok(s) => latest.state = s,
                 Err(_) => return,
             }
-            let view = self.view(&c.name);
-            view.ready = false;
-            view.started = false;
+            // The killed attempt's verdicts say nothing about the next one.
+            self.view(&c.name).probed = false;
         }
         match latest.exit_code() {
             Some(code) if self.policy.restarts_app(code) => {
@@ -447,9 +485,17 @@ impl Step<'_> {
                 self.ev
                     .normal("Created", format!("Created container {}", c.name));
                 match start_err {
-                    None => self
-                        .ev
-                        .normal("Started", format!("Started container {}", c.name)),
+                    None => {
+                        self.ev
+                            .normal("Started", format!("Started container {}", c.name));
+                        let probed = c.startup_probe.is_some()
+                            || c.liveness_probe.is_some()
+                            || c.readiness_probe.is_some();
+                        if probed {
+                            // The first probes are scheduled by the next step.
+                            self.requeue_in(RESYNC_INIT);
+                        }
+                    }
                     Some(e) => {
                         self.ev.warning("Failed", format!("Error: {e}"));
                         self.requeue_in(RESYNC_INIT);
