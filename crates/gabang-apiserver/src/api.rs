@@ -132,6 +132,9 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
     if !authorized(&st, &req) {
         return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
     }
+    if let Some((ns, name, sub)) = crate::proxy::route(&path) {
+        return crate::proxy::serve(&st, &ns, &name, sub, req).await;
+    }
     let query: HashMap<String, String> = req
         .uri()
         .query()

@@ -5,7 +5,8 @@
 //! HTTP/2) with one handler (`api.rs`) that authenticates, routes `/api` and `/apis`
 //! paths through the resource table (`resources.rs`) and runs the verbs. Around it:
 //! discovery and OpenAPI (`discovery.rs`), defaulting and validation (`validate.rs`),
-//! strategic merge patch (`smp.rs`), label/field selectors (`selectors.rs`),
+//! strategic merge patch (`smp.rs`), `pods/log` and `pods/exec` proxied to the node agent
+//! (`proxy.rs`), label/field selectors (`selectors.rs`),
 //! `kubectl get` tables (`table.rs`) and `Status` errors (`status.rs`).
 //! Objects are JSON under `/registry/<plural>/[<namespace>/]<name>`; the
 //! resourceVersion is the store's mod revision. Types (and typed decoding) come
@@ -14,6 +15,7 @@
 mod api;
 mod discovery;
 mod pki;
+mod proxy;
 mod resources;
 mod selectors;
 mod smp;
@@ -153,6 +155,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
                     }
                 },
             };
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let app = app.clone();
             tokio::spawn(async move {
