@@ -398,6 +398,12 @@ fn up_runs_a_deployment_adopts_after_kill9_and_a_second_agent_joins() {
     assert!(body.contains("hello from a gabang bag"), "{body}");
     assert_eq!(env.running(&env.root1()).len(), 3);
 
+    // logs and exec reach the container through the API server and the agent's endpoint.
+    let name0 = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+    env.kubectl_ok(&["logs", &name0]);
+    let out = env.kubectl_ok(&["exec", &name0, "--", "cat", "/var/www/index.html"]);
+    assert!(out.contains("hello from a gabang bag"), "{out}");
+
     // Delete a pod: the ReplicaSet makes a new one; the old pod's sandbox and container go.
     let victim = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
     let victim_uid = uid(&pods[0]);

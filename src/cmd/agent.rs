@@ -142,7 +142,20 @@ fn api_config(a: &AgentArgs) -> Result<ApiConfig> {
 }
 
 /// Registers the node and starts the loop (blocking calls: run it on a plain thread).
-fn start_agent(api: ApiConfig, n: &NodeArgs, root: &Path) -> Result<AgentHandle> {
+/// A running node: the agent loop and its logs/exec endpoint.
+struct NodeHandle {
+    agent: AgentHandle,
+    endpoint: gabang_agent::server::EndpointHandle,
+}
+
+impl NodeHandle {
+    fn stop(self) {
+        self.agent.stop();
+        self.endpoint.stop();
+    }
+}
+
+fn start_agent(api: ApiConfig, n: &NodeArgs, root: &Path) -> Result<NodeHandle> {
     let name = match &n.node_name {
         Some(n) => n.clone(),
         None => node::HostFacts::probe().hostname,
@@ -165,9 +178,22 @@ fn start_agent(api: ApiConfig, n: &NodeArgs, root: &Path) -> Result<AgentHandle>
         allow_host_path: n.allow_host_path,
     })
     .context("starting the pod runtime")?;
-    // Hook for the logs/exec endpoint (gabang_agent::server, kubelet's port role): start it
-    // here on `n.port` with the API server's token and the pod runtime's
-    // `PodRuntime::runtime()`; the Node below already advertises `n.port`.
+    // The logs/exec endpoint (kubelet's port role) the API server proxies to: every caller
+    // must present the API server's token. It reads the same runtime state as the pods.
+    let endpoint_runtime = gabang_runtime::Runtime::new(gabang_runtime::RuntimeConfig {
+        root: root.to_path_buf(),
+        shim_exe: std::env::current_exe().context("locate the gabang binary for the shim")?,
+        shim_prefix_args: vec!["shim".into()],
+    })
+    .context("opening the runtime for the logs/exec endpoint")?;
+    let endpoint = gabang_agent::server::start(
+        gabang_agent::server::EndpointConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], n.port)),
+            token: api.token.clone(),
+        },
+        Arc::new(endpoint_runtime),
+    )
+    .with_context(|| format!("starting the logs/exec endpoint on port {}", n.port))?;
     let mut cfg = AgentConfig::new(NodeConfig {
         name: name.clone(),
         node_ip,
@@ -181,7 +207,10 @@ fn start_agent(api: ApiConfig, n: &NodeArgs, root: &Path) -> Result<AgentHandle>
         "gabang agent: node {name} ({node_ip}), pod CIDR {}",
         node::format_cidr(pod_cidr)
     );
-    Ok(handle)
+    Ok(NodeHandle {
+        agent: handle,
+        endpoint,
+    })
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -250,7 +279,7 @@ pub fn run_up(a: UpArgs, root: &Path) -> Result<i32> {
         if let Some((addr, _)) = &registry {
             println!("registry listening on http://{addr}");
         }
-        println!("node {} is up", agent.node_name());
+        println!("node {} is up", agent.agent.node_name());
         println!("export KUBECONFIG={}", server.kubeconfig.display());
         stop_signal().await;
         let _ = tokio::task::spawn_blocking(move || agent.stop()).await;
