@@ -1,4 +1,5 @@
-//! `gabang server`: the Kubernetes-compatible API server (crate `gabang-apiserver`).
+//! `gabang server`: the Kubernetes-compatible API server (crate `gabang-apiserver`) with the
+//! controllers; `gabang agent` and `gabang up` live in [`super::agent`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,11 @@ pub enum ClusterCommand {
     /// Run the Kubernetes-compatible API server (writes a CA, a serving cert and an
     /// admin kubeconfig under the data dir on first start)
     Server(ServerArgs),
+    /// Join this machine to a cluster as a node: run the Pods bound to it
+    Agent(super::agent::AgentArgs),
+    /// Run the whole cluster on this machine in one process: API server, controllers,
+    /// scheduler, registry and the node agent (like `k3s server`)
+    Up(super::agent::UpArgs),
 }
 
 #[derive(clap::Args)]
@@ -33,6 +39,8 @@ pub struct ServerArgs {
 pub fn run(cmd: ClusterCommand, root: &Path) -> Result<i32> {
     match cmd {
         ClusterCommand::Server(args) => server(args, root),
+        ClusterCommand::Agent(a) => super::agent::run_agent(a, root),
+        ClusterCommand::Up(a) => super::agent::run_up(a, root),
     }
 }
 
@@ -62,6 +70,33 @@ fn start_controllers(addr: SocketAddr, ca_pem: String, token: String) {
     });
 }
 
+/// The API server on `store` (CA, certificates and admin kubeconfig under `data_dir`), and
+/// the controllers as its client unless `controllers` is false. Shared by `server` and `up`.
+pub async fn start_control_plane(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    store: String,
+    controllers: bool,
+) -> Result<gabang_apiserver::ServerHandle> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let handle = gabang_apiserver::serve(gabang_apiserver::ServerConfig {
+        listen,
+        data_dir,
+        store: gabang_apiserver::StoreSpec::Url(store),
+    })
+    .await
+    .context("starting the API server")?;
+    if controllers {
+        start_controllers(
+            handle.local_addr,
+            handle.ca_pem.clone(),
+            handle.token.clone(),
+        );
+    }
+    Ok(handle)
+}
+
 fn server(args: ServerArgs, root: &Path) -> Result<i32> {
     let data_dir = args.data_dir.unwrap_or_else(|| root.join("cluster"));
     std::fs::create_dir_all(&data_dir)
@@ -74,20 +109,8 @@ fn server(args: ServerArgs, root: &Path) -> Result<i32> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let handle = gabang_apiserver::serve(gabang_apiserver::ServerConfig {
-            listen: args.listen,
-            data_dir,
-            store: gabang_apiserver::StoreSpec::Url(store),
-        })
-        .await
-        .context("starting the API server")?;
-        if !args.no_controllers {
-            start_controllers(
-                handle.local_addr,
-                handle.ca_pem.clone(),
-                handle.token.clone(),
-            );
-        }
+        let handle =
+            start_control_plane(args.listen, data_dir, store, !args.no_controllers).await?;
         println!("API server listening on https://{}", handle.local_addr);
         println!("export KUBECONFIG={}", handle.kubeconfig.display());
         tokio::signal::ctrl_c()

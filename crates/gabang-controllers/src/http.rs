@@ -20,6 +20,31 @@ use serde_json::{json, Value};
 use crate::cluster::{Cluster, ClusterError, Object};
 use crate::gc::Propagation;
 
+/// One event of a watch stream ([`HttpCluster::watch_in`]).
+#[derive(Debug, Clone)]
+pub enum WatchEvent<K> {
+    Added(K),
+    Modified(K),
+    Deleted(K),
+    /// A progress mark: the resourceVersion to resume from.
+    Bookmark(String),
+    /// The server ended the watch with an error (e.g. 410 Gone: relist).
+    Error(String),
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn encode_query(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub struct HttpCluster {
     addr: SocketAddr,
     host: String,
@@ -139,6 +164,129 @@ impl HttpCluster {
             drop(sender);
             conn.abort();
             Ok((status, bytes))
+        })
+    }
+
+    /// List `K` in `namespace` ("" = all) matching `field_selector` ("" = all); returns the
+    /// items and the list's resourceVersion (to start a watch from).
+    pub fn list_in<K: Object>(
+        &self,
+        namespace: &str,
+        field_selector: &str,
+    ) -> Result<(Vec<K>, String), ClusterError> {
+        let mut path = collection::<K>(namespace);
+        if !field_selector.is_empty() {
+            path = format!("{path}?fieldSelector={}", encode_query(field_selector));
+        }
+        let v = self.call::<K>(http::Method::GET, &path, None, format!("{namespace}/*"))?;
+        let rv = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        let items = v["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(decode)
+            .collect::<Result<Vec<K>, _>>()?;
+        Ok((items, rv))
+    }
+
+    /// Watch `K` in `namespace` ("" = all) matching `field_selector`, from `resource_version`,
+    /// for at most `timeout_secs`. Calls `on_event` for each event until it returns false or
+    /// the server ends the stream (timeout); blocks meanwhile.
+    pub fn watch_in<K: Object>(
+        &self,
+        namespace: &str,
+        field_selector: &str,
+        resource_version: &str,
+        timeout_secs: u64,
+        mut on_event: impl FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), ClusterError> {
+        let mut path = format!(
+            "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
+            collection::<K>(namespace),
+            encode_query(resource_version)
+        );
+        if !field_selector.is_empty() {
+            path = format!("{path}&fieldSelector={}", encode_query(field_selector));
+        }
+        self.rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| api(format!("connect {}: {e}", self.addr)))?;
+            let tls = self
+                .tls
+                .connect(self.server_name.clone(), tcp)
+                .await
+                .map_err(|e| api(format!("TLS to {}: {e}", self.addr)))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(api)?;
+            let conn = tokio::spawn(conn);
+            let req = http::Request::builder()
+                .method(http::Method::GET)
+                .uri(&path)
+                .header("host", &self.host)
+                .header("authorization", format!("Bearer {}", self.token))
+                .header("accept", "application/json")
+                .body(Full::new(Bytes::new()))
+                .map_err(api)?;
+            let resp = sender.send_request(req).await.map_err(api)?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            if !(200..300).contains(&status) {
+                let bytes = body.collect().await.map_err(api)?.to_bytes();
+                conn.abort();
+                return Err(error_of::<K>(status, &bytes, format!("{namespace}/*")));
+            }
+            let mut buf: Vec<u8> = Vec::new();
+            let result = 'read: loop {
+                let frame = match body.frame().await {
+                    None => break 'read Ok(()),
+                    Some(Err(e)) => break 'read Err(api(format!("watch {}: {e}", K::KIND))),
+                    Some(Ok(f)) => f,
+                };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=nl).collect();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let v: Value = match serde_json::from_slice(&line) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            break 'read Err(api(format!("watch {}: bad event: {e}", K::KIND)))
+                        }
+                    };
+                    let obj = v["object"].clone();
+                    let ev = match v["type"].as_str().unwrap_or("") {
+                        "ADDED" => WatchEvent::Added(decode(obj)?),
+                        "MODIFIED" => WatchEvent::Modified(decode(obj)?),
+                        "DELETED" => WatchEvent::Deleted(decode(obj)?),
+                        "BOOKMARK" => WatchEvent::Bookmark(
+                            obj["metadata"]["resourceVersion"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_string(),
+                        ),
+                        _ => WatchEvent::Error(
+                            obj["message"].as_str().unwrap_or("watch error").to_string(),
+                        ),
+                    };
+                    if !on_event(ev) {
+                        break 'read Ok(());
+                    }
+                }
+            };
+            drop(body);
+            drop(sender);
+            conn.abort();
+            result
         })
     }
 
