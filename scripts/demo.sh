@@ -19,6 +19,8 @@ cleanup() {
   # Take the example down (the agent stops the pods and releases their sandboxes) before
   # stopping the cluster; its state stays in $GABANG_ROOT for the next run.
   if [ -n "${KUBECONFIG:-}" ]; then
+    kubectl delete deploy web -n shop --ignore-not-found >/dev/null 2>&1 || true
+    kubectl wait --for=delete pod --all -n shop --timeout=90s >/dev/null 2>&1 || true
     kubectl delete -f examples/k8s/web.yaml --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -81,7 +83,7 @@ step kubectl exec -n shop "$pod" -- cat /etc/hostname
 echo; echo "(node = where a pod physically runs; namespace = where it logically belongs)"
 step kubectl get pods -A -o custom-columns=NAMESPACE:.metadata.namespace,POD:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP
 echo; echo "-- delete a pod: the ReplicaSet makes a new one (desired state kept)"
-step kubectl delete pod -n shop "$pod"
+step kubectl delete pod -n shop "$pod" --wait=false
 step kubectl rollout status deploy/web -n shop --timeout=180s
 step kubectl get pods -n shop -o wide
 
