@@ -38,6 +38,7 @@ pub use model::{
     VolumeSpec,
 };
 pub use process::{plan_process, ProcessPlan};
+pub use rootfs::container_resolv_conf;
 pub use shim::{shim_main, ExecSpec, ShimArgs};
 pub use spec::{DEFAULT_CAPS, DENIED_SYSCALLS};
 pub use store::Store;

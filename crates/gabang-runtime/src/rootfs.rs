@@ -113,29 +113,10 @@ pub fn write_etc_files(
     let hn = dir.dir.join("hostname");
     std::fs::write(&hn, format!("{hostname}\n")).at(&hn)?;
     let rc = dir.dir.join("resolv.conf");
-    let host_rc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let content = if host_network {
-        host_rc
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
     } else {
-        // Like docker: drop loopback resolvers, which are unreachable from the netns.
-        let mut out = String::new();
-        let mut servers = 0;
-        for l in host_rc.lines() {
-            let t = l.trim();
-            if let Some(addr) = t.strip_prefix("nameserver") {
-                let addr = addr.trim();
-                if addr.starts_with("127.") || addr == "::1" {
-                    continue;
-                }
-                servers += 1;
-            }
-            out.push_str(l);
-            out.push('\n');
-        }
-        if servers == 0 {
-            out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
-        }
-        out
+        container_resolv_conf()
     };
     std::fs::write(&rc, content).at(&rc)?;
     Ok(vec![
@@ -245,4 +226,27 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
         host.push(c);
     }
     Some(host)
+}
+
+/// The host's resolv.conf without loopback resolvers (unreachable from a network namespace),
+/// as docker and the kubelet's `Default` DNS policy do; public resolvers if none is left.
+pub fn container_resolv_conf() -> String {
+    let host_rc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    let mut servers = 0;
+    for l in host_rc.lines() {
+        if let Some(addr) = l.trim().strip_prefix("nameserver") {
+            let addr = addr.trim();
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
 }

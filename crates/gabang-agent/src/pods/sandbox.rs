@@ -154,28 +154,8 @@ fn write_etc(dir: &Path, pod: &Pod, ip: Ipv4Addr, hostname: &str) -> Result<()> 
     let binds = etc_binds(dir);
     write_atomic(&binds[0].0, hosts.as_bytes())?;
     write_atomic(&binds[1].0, format!("{hostname}\n").as_bytes())?;
-    write_atomic(&binds[2].0, resolv_conf().as_bytes())
-}
-
-/// The host's resolv.conf without loopback resolvers (unreachable from a netns), as docker
-/// and the kubelet's `Default` DNS policy do.
-fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out = String::new();
-    let mut servers = 0;
-    for l in host.lines() {
-        if let Some(addr) = l.trim().strip_prefix("nameserver") {
-            let addr = addr.trim();
-            if addr.starts_with("127.") || addr == "::1" {
-                continue;
-            }
-            servers += 1;
-        }
-        out.push_str(l);
-        out.push('\n');
-    }
-    if servers == 0 {
-        out.push_str("nameserver 8.8.8.8\n");
-    }
-    out
+    write_atomic(
+        &binds[2].0,
+        gabang_runtime::container_resolv_conf().as_bytes(),
+    )
 }
