@@ -52,6 +52,12 @@ for c in small big; do
     done
     g=$(printf '%s\n' "${gs[@]}" | median)
     d=$(printf '%s\n' "${ds[@]}" | median)
+    if [ $case = noop ]; then
+      # A few ms each: `date` around one run is too coarse; hyperfine without a shell.
+      hyperfine -N -w 3 -r 30 --export-json "$work/h.json" \
+        "$gb --root $root build -t $tag-$c:1 $work/$c" "docker build -t $tag-$c:1 $work/$c" >/dev/null 2>&1
+      read -r g d < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print(r[0]["median"], r[1]["median"])' "$work/h.json")
+    fi
     printf '%-8s %-10s %9.3fs %9.3fs %8.3f\n' $c $case "$g" "$d" "$(echo "$g / $d" | bc -l)"
   done
 done
