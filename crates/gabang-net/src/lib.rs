@@ -146,6 +146,37 @@ fn run(cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Run `ip [-n NS] -batch -` with one command per line; fails on the first failing line.
+fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<()> {
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(ns) = netns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["-batch", "-"]);
+    let mut child = Command::new("ip")
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| NetError::Io {
+            path: "ip".into(),
+            source,
+        })?;
+    let script = lines.join("\n") + "\n";
+    if let Some(mut stdin) = child.stdin.take() {
+        io_at(stdin.write_all(script.as_bytes()), Path::new("ip"))?;
+    }
+    let out = io_at(child.wait_with_output(), Path::new("ip"))?;
+    if !out.status.success() {
+        return Err(NetError::Command {
+            cmd: format!("ip {} <<< {script:?}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn nft(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -319,12 +350,26 @@ impl Network {
     pub fn ensure_bridge(&self) -> Result<()> {
         let _l = Lock::take(&self.dir.join("bridge.lock"))?;
         let br = &self.config.bridge;
-        if run("ip", &["link", "show", br]).is_err() {
-            run("ip", &["link", "add", br, "type", "bridge"])?;
-            let addr = format!("{}/{}", self.config.gateway(), self.config.prefix);
-            run("ip", &["addr", "add", &addr, "dev", br])?;
+        // (Not /sys/class/net: sysfs shows the netns it was mounted in, not this thread's.)
+        match run("ip", &["-o", "link", "show", br]) {
+            Err(_) => {
+                let addr = format!("{}/{}", self.config.gateway(), self.config.prefix);
+                ip_batch(
+                    None,
+                    &[
+                        format!("link add {br} type bridge"),
+                        format!("addr add {addr} dev {br}"),
+                        format!("link set {br} up"),
+                    ],
+                )?;
+            }
+            Ok(out) => {
+                let flags = out.split('<').nth(1).and_then(|f| f.split('>').next());
+                if !flags.is_some_and(|f| f.split(',').any(|x| x == "UP")) {
+                    run("ip", &["link", "set", br, "up"])?;
+                }
+            }
         }
-        run("ip", &["link", "set", br, "up"])?;
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{br}/route_localnet"), "1");
         if run("nft", &["list", "table", "ip", &self.table]).is_err() {
@@ -358,28 +403,27 @@ impl Network {
         let ns = netns_name(id);
         let hv = host_veth_name(id);
         let peer = format!("gbp{}", &id[..id.len().min(11)]);
-        run("ip", &["netns", "add", &ns])?;
-        run(
-            "ip",
+        let addr = format!("{ip}/{}", self.config.prefix);
+        let gw = self.config.gateway();
+        // Two `ip -batch` processes instead of eight `ip` runs (each exec costs ms).
+        ip_batch(
+            None,
             &[
-                "link", "add", &hv, "type", "veth", "peer", "name", &peer, "netns", &ns,
+                format!("netns add {ns}"),
+                format!("link add {hv} type veth peer name {peer} netns {ns}"),
+                format!("link set {hv} master {} up", self.config.bridge),
             ],
         )?;
-        run(
-            "ip",
-            &["link", "set", &hv, "master", &self.config.bridge, "up"],
+        ip_batch(
+            Some(&ns),
+            &[
+                format!("link set {peer} name eth0"),
+                format!("addr add {addr} dev eth0"),
+                "link set eth0 up".to_owned(),
+                "link set lo up".to_owned(),
+                format!("route add default via {gw}"),
+            ],
         )?;
-        let addr = format!("{ip}/{}", self.config.prefix);
-        let gw = self.config.gateway().to_string();
-        for args in [
-            vec!["-n", &ns, "link", "set", &peer, "name", "eth0"],
-            vec!["-n", &ns, "addr", "add", &addr, "dev", "eth0"],
-            vec!["-n", &ns, "link", "set", "eth0", "up"],
-            vec!["-n", &ns, "link", "set", "lo", "up"],
-            vec!["-n", &ns, "route", "add", "default", "via", &gw],
-        ] {
-            run("ip", &args)?;
-        }
         if !ports.is_empty() {
             let elems: Vec<String> = ports
                 .iter()
