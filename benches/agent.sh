@@ -88,6 +88,10 @@ EOF
 nsenter --net=/run/netns/$ns "$LATENCY" "$tmp/root/cluster" "$N" >"$tmp/latency.out" 2>&1 &
 lat_pid=$!
 for _ in $(seq 1 100); do grep -q watching "$tmp/latency.out" && break; sleep 0.1; done
+# Where the CPU goes: the `gabang up` process (API server, controllers, agent) vs the machine.
+proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+machine_cpu() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+up_cpu0=$(proc_cpu "$up_pid"); all_cpu0=$(machine_cpu)
 t0=$(date +%s.%N)
 k apply -f "$tmp/deploy.yaml" >/dev/null
 while :; do
@@ -96,6 +100,9 @@ while :; do
   sleep 0.2
 done
 t1=$(date +%s.%N)
+up_cpu1=$(proc_cpu "$up_pid"); all_cpu1=$(machine_cpu)
+hz=$(getconf CLK_TCK)
+echo "CPU during apply -> Ready: gabang up process $(echo "($up_cpu1 - $up_cpu0) / $hz" | bc -l | cut -c1-5) s of $(echo "($all_cpu1 - $all_cpu0) / $hz" | bc -l | cut -c1-5) s used on the machine"
 wait "$lat_pid" || true
 up_busy=$(rss_kib "$up_pid")
 gabang_s=$(echo "$t1 - $t0" | bc -l)
