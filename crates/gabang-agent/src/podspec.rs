@@ -142,6 +142,16 @@ pub fn plan_volumes(
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for (i, vol) in volumes.into_iter().flatten().enumerate() {
         let f = format!("spec.volumes[{i}]");
+        // The name becomes a directory under the pod's dir: never `..`, `/` or empty.
+        if !is_dns_label(&vol.name) {
+            return Err(invalid(
+                format!("{f}.name"),
+                format!(
+                    "{:?}: a volume name must be a lowercase RFC 1123 label",
+                    vol.name
+                ),
+            ));
+        }
         let kind = if let Some(ed) = &vol.empty_dir {
             let memory = match ed.medium.as_deref() {
                 None | Some("") => false,
@@ -1430,4 +1440,14 @@ pub fn quantity_cores(q: &Quantity, field: &str) -> Result<f64, PlanError> {
         ));
     }
     Ok(e.num as f64 / e.den as f64)
+}
+
+/// A lowercase RFC 1123 label (what Kubernetes requires of volume names).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }

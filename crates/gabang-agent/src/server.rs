@@ -207,7 +207,9 @@ async fn serve(
         let shared = shared.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else {
+            // A client that never finishes the handshake (or its headers) is dropped.
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            let Ok(Ok(stream)) = handshake.await else {
                 return;
             };
             let svc = hyper::service::service_fn(move |req| {
@@ -215,6 +217,8 @@ async fn serve(
                 async move { Ok::<_, Infallible>(handle(shared, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
             tokio::select! {
@@ -224,6 +228,9 @@ async fn serve(
         });
     }
 }
+
+/// How long a client may take for the TLS handshake and for a request's headers.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn authorized(token: &str, req: &Request<Incoming>) -> bool {
     let Some(got) = req

@@ -187,6 +187,18 @@ fn check_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Errs) {
             }
         }
     }
+    // Volume names become directory names on the node: RFC 1123 labels only.
+    let vols = spec
+        .and_then(|s| s.get("volumes"))
+        .and_then(Value::as_array);
+    for (i, v) in vols.into_iter().flatten().enumerate() {
+        let name = v["name"].as_str().unwrap_or("");
+        if name.is_empty() {
+            errs.push((format!("{path}.volumes[{i}].name"), "Required value".into()));
+        } else if !is_dns_label(name) {
+            errs.push((format!("{path}.volumes[{i}].name"), format!("Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")));
+        }
+    }
 }
 
 /// Validates an object about to be stored; returns (field, message) pairs.
@@ -321,5 +333,23 @@ mod tests {
         assert_eq!(obj["spec"]["restartPolicy"], "Always");
         assert_eq!(obj["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert!(validate(p, &obj).is_empty());
+    }
+
+    #[test]
+    fn volume_names_are_labels() {
+        let p = find("", "v1", "pods").unwrap();
+        let obj = json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "c", "image": "nginx"}],
+            "volumes": [{"name": "ok-1", "emptyDir": {}}, {"name": "../../etc", "emptyDir": {}},
+                        {"name": "/etc", "emptyDir": {}}, {"emptyDir": {}}]}});
+        let fields: Vec<String> = validate(p, &obj).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.volumes[1].name",
+                "spec.volumes[2].name",
+                "spec.volumes[3].name"
+            ]
+        );
     }
 }

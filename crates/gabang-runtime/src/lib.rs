@@ -549,7 +549,11 @@ impl Runtime {
     }
 
     fn wait_inactive(&self, id: &str, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
+        // A grace period from a user may be huge: never overflow the clock.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 24 * 3600));
         loop {
             match self.store.live_state(id) {
                 Ok(st) if st.status.is_active() => {}

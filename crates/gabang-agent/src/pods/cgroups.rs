@@ -23,7 +23,12 @@ pub(super) fn pod_limits(pod: &Pod) -> (Option<i64>, Option<f64>) {
     };
     let mem = |c: &Container| limit(c, "memory").and_then(|q| quantity_bytes(&q, "memory").ok());
     let cpu = |c: &Container| limit(c, "cpu").and_then(|q| quantity_cores(&q, "cpu").ok());
-    let sum_mem: Option<i64> = spec.containers.iter().map(mem).sum();
+    // Overflowing limits (two containers at 5Ei) mean no pod limit, never a panic.
+    let sum_mem: Option<i64> = spec
+        .containers
+        .iter()
+        .map(mem)
+        .try_fold(0i64, |acc, m| m.and_then(|m| acc.checked_add(m)));
     let sum_cpu: Option<f64> = spec.containers.iter().map(cpu).sum();
     let inits = spec.init_containers.as_deref().unwrap_or(&[]);
     let max_init_mem = inits.iter().map(mem).collect::<Option<Vec<_>>>();

@@ -455,6 +455,20 @@ impl Step<'_> {
             .as_ref()
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false);
+        let pod_dir = self.rt.pod_dir(&self.meta.uid);
+        if let Some(msg) = plan
+            .mounts
+            .iter()
+            .find_map(|m| super::volumes::check_mount_source(&pod_dir, &m.host_path).err())
+        {
+            self.ev.warning("Failed", format!("Error: {msg}"));
+            self.wait(
+                &c.name,
+                Waiting::new("CreateContainerConfigError", msg),
+                RETRY_CONFIG,
+            );
+            return;
+        }
         let opts = containers::run_options(
             &self.meta,
             &self.sb,

@@ -42,9 +42,14 @@ pub(crate) struct LogQuery {
 
 impl LogQuery {
     fn parse(q: &Query) -> Result<Self, HttpError> {
-        let mut since = q
-            .number("sinceSeconds")?
-            .map(|s| Utc::now() - chrono::TimeDelta::seconds(s.min(i64::MAX as u64) as i64));
+        // Out-of-range values mean "from the beginning", never a panic.
+        let mut since = q.number("sinceSeconds")?.map(|s| {
+            i64::try_from(s)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .and_then(|d| Utc::now().checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        });
         if let Some(t) = q.get("sinceTime").filter(|t| !t.is_empty()) {
             let t = DateTime::parse_from_rfc3339(t).map_err(|e| {
                 HttpError::bad_request(format!("sinceTime: {t:?} is not an RFC 3339 time: {e}"))
