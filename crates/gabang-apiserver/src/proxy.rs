@@ -59,6 +59,8 @@ const LOG_PARAMS: &[&str] = &[
 
 /// How long connecting to an agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the agent may take to answer with headers (exec: after its process started).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn serve(
     st: &AppState,
@@ -171,9 +173,10 @@ pub async fn serve(
     let up = up
         .body(Empty::<Bytes>::new())
         .map_err(|e| ApiError::internal(format!("request to node {node_name}: {e}")))?;
-    let resp = sender
-        .send_request(up)
+    // The response headers come at once (a followed log streams its body, unbounded).
+    let resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(up))
         .await
+        .map_err(|e| unreachable_node(node_name, &e))?
         .map_err(|e| unreachable_node(node_name, &e))?;
     match (sub, resp.status()) {
         (Sub::Log, StatusCode::OK) => {
@@ -305,10 +308,14 @@ async fn connect(
         Ok(ip) => ServerName::IpAddress(ip.into()),
         Err(_) => ServerName::try_from(host.to_string()).map_err(|e| fail(&e))?,
     };
-    let tls = tokio_rustls::TlsConnector::from(agent_tls()?)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| fail(&e))?;
+    // A node that accepts TCP and then stalls must not hold the request forever.
+    let tls = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_rustls::TlsConnector::from(agent_tls()?).connect(name, tcp),
+    )
+    .await
+    .map_err(|e| fail(&e))?
+    .map_err(|e| fail(&e))?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| fail(&e))?;
