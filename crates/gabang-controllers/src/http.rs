@@ -18,6 +18,14 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, ClusterError, Object};
+
+/// A sent request: its response, the sender (the connection lives while it does) and the
+/// connection task.
+type Sent = (
+    http::Response<hyper::body::Incoming>,
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+);
 use crate::gc::Propagation;
 
 /// One event of a watch stream ([`HttpCluster::watch_in`]).
@@ -137,34 +145,54 @@ impl HttpCluster {
             None => Vec::new(),
         };
         self.rt.block_on(async {
-            let tcp = tokio::net::TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| api(format!("connect {}: {e}", self.addr)))?;
-            let tls = self
-                .tls
-                .connect(self.server_name.clone(), tcp)
-                .await
-                .map_err(|e| api(format!("TLS to {}: {e}", self.addr)))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(api)?;
-            let conn = tokio::spawn(conn);
-            let req = http::Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", &self.host)
-                .header("authorization", format!("Bearer {}", self.token))
-                .header("content-type", "application/json")
-                .header("accept", "application/json")
-                .body(Full::new(Bytes::from(body)))
-                .map_err(api)?;
-            let resp = sender.send_request(req).await.map_err(api)?;
+            let (resp, sender, conn) = self.send(method, path, Some(body)).await?;
             let status = resp.status().as_u16();
             let bytes = resp.into_body().collect().await.map_err(api)?.to_bytes();
             drop(sender);
             conn.abort();
             Ok((status, bytes))
         })
+    }
+
+    /// Connect (TLS), send one request and return its response with the connection (keep
+    /// the sender while reading the body; abort the task when done). `body: Some` sends JSON.
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Sent, ClusterError> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| api(format!("connect {}: {e}", self.addr)))?;
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| api(format!("TLS to {}: {e}", self.addr)))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(api)?;
+        let conn = tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("authorization", format!("Bearer {}", self.token));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .header("accept", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(api)?;
+        match sender.send_request(req).await {
+            Ok(resp) => Ok((resp, sender, conn)),
+            Err(e) => {
+                conn.abort();
+                Err(api(e))
+            }
+        }
     }
 
     /// List `K` in `namespace` ("" = all) matching `field_selector` ("" = all); returns the
@@ -213,27 +241,7 @@ impl HttpCluster {
             path = format!("{path}&fieldSelector={}", encode_query(field_selector));
         }
         self.rt.block_on(async {
-            let tcp = tokio::net::TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| api(format!("connect {}: {e}", self.addr)))?;
-            let tls = self
-                .tls
-                .connect(self.server_name.clone(), tcp)
-                .await
-                .map_err(|e| api(format!("TLS to {}: {e}", self.addr)))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(api)?;
-            let conn = tokio::spawn(conn);
-            let req = http::Request::builder()
-                .method(http::Method::GET)
-                .uri(&path)
-                .header("host", &self.host)
-                .header("authorization", format!("Bearer {}", self.token))
-                .header("accept", "application/json")
-                .body(Full::new(Bytes::new()))
-                .map_err(api)?;
-            let resp = sender.send_request(req).await.map_err(api)?;
+            let (resp, sender, conn) = self.send(http::Method::GET, &path, None).await?;
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             if !(200..300).contains(&status) {
