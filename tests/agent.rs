@@ -9,47 +9,16 @@
 //! are released), kill the processes and remove the namespace even when the test fails.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::Netns;
+
 const BIN: &str = env!("CARGO_BIN_EXE_gabang");
-
-struct Netns(String);
-
-impl Netns {
-    fn enter(tag: &str) -> Self {
-        let name = format!("gbagent-{tag}-{}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        assert!(Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success());
-        let g = Netns(name.clone());
-        assert!(Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success());
-        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-        // SAFETY: setns on this test thread only; the processes it spawns inherit the netns.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        g
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// A `gabang up` or `gabang agent` process, killed on drop.
 struct Proc {
@@ -95,7 +64,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let ns = Netns::enter("e2e");
+        let ns = Netns::enter("gbagent", "e2e");
         let tmp = tempfile::Builder::new()
             .prefix("gbagent")
             .tempdir_in("/var/tmp")

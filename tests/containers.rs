@@ -11,38 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-struct Netns(String);
-
-impl Netns {
-    fn enter(tag: &str) -> Self {
-        let name = format!("gbe2e-{tag}-{}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        assert!(Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success());
-        let g = Netns(name.clone());
-        assert!(Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success());
-        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-        // SAFETY: setns on this test thread only; children it spawns inherit the netns.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        g
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
+mod common;
+use common::Netns;
 
 struct Env {
     tmp: tempfile::TempDir,
@@ -51,7 +21,7 @@ struct Env {
 
 impl Env {
     fn new(tag: &str) -> Self {
-        let ns = Netns::enter(tag);
+        let ns = Netns::enter("gbe2e", tag);
         let tmp = tempfile::Builder::new()
             .prefix("gbe2e")
             .tempdir_in("/var/tmp")
