@@ -33,12 +33,18 @@ impl Meta {
         conn.busy_timeout(Duration::from_secs(30))?;
         // The WAL is fsynced at every durable commit; checkpointing it into the main file at
         // every close only cost two more fsyncs per CLI call (SQLite's autocheckpoint still
-        // folds it in every 1000 pages).
+        // folds it in).
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // But every CLI process is the first to open the database, and SQLite then rebuilds
+        // the WAL index by reading and checksumming the whole WAL: keep it short (a
+        // checkpoint every 32 pages, and the file cut back to 128 KiB when it restarts)
+        // instead of letting it grow to 4 MiB.
+        conn.pragma_update(None, "wal_autocheckpoint", 32)?;
+        conn.pragma_update(None, "journal_size_limit", 128 * 1024)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS images (
@@ -192,20 +198,28 @@ impl Meta {
         Ok(())
     }
 
+    /// Usage records are written without fsync, like leases: they only matter while the
+    /// machine is up (a process crash loses nothing in WAL mode; after a power loss every
+    /// container is stopped and its record is re-added when it starts again). Every
+    /// `gabang run` writes two of them, and a WAL fsync costs more than starting the container.
     pub(crate) fn add_usage(&self, image: &str, owner: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO usage (image, owner) VALUES (?1, ?2)",
-            params![image, owner],
-        )?;
-        Ok(())
+        self.without_sync(|| {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO usage (image, owner) VALUES (?1, ?2)",
+                params![image, owner],
+            )?;
+            Ok(())
+        })
     }
 
     pub(crate) fn remove_usage(&self, image: &str, owner: &str) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM usage WHERE image = ?1 AND owner = ?2",
-            params![image, owner],
-        )?;
-        Ok(())
+        self.without_sync(|| {
+            self.conn.execute(
+                "DELETE FROM usage WHERE image = ?1 AND owner = ?2",
+                params![image, owner],
+            )?;
+            Ok(())
+        })
     }
 
     /// Owners using an image (by manifest or config digest).

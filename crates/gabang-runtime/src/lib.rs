@@ -166,30 +166,39 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 /// Remove the container's cgroup dirs (v1 controllers and v2), killing what is left.
-pub(crate) fn remove_cgroups(parent: Option<&str>, id: &str) {
+/// SIGKILL whatever is left in the container's cgroups (v1 hierarchies and v2); returns
+/// the cgroup dirs that exist, for [`rmdir_cgroups`].
+pub(crate) fn kill_cgroups(parent: Option<&str>, id: &str) -> Vec<PathBuf> {
     let rel = spec::cgroups_path(parent, id);
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
+        return Vec::new();
     };
     let mut dirs = vec![PathBuf::from(format!("/sys/fs/cgroup{rel}"))];
     for e in entries.flatten() {
         dirs.push(e.path().join(rel.trim_start_matches('/')));
     }
-    for d in dirs {
-        if !d.is_dir() {
-            continue;
-        }
+    dirs.retain(|d| d.is_dir());
+    for d in &dirs {
         if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
             for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
                 // SAFETY: kill(2) with a pid read from the container's own cgroup.
                 unsafe { libc::kill(p, libc::SIGKILL) };
             }
         }
-        for _ in 0..50 {
-            if std::fs::remove_dir(&d).is_ok() || !d.exists() {
+    }
+    dirs
+}
+
+/// Remove cgroup dirs whose tasks are gone. A cgroup stays busy for a moment after its
+/// last task was reaped (until an RCU grace period passes): poll finely at first, then
+/// back off; give up after about 2 s.
+pub(crate) fn rmdir_cgroups(dirs: &[PathBuf]) {
+    for d in dirs {
+        for attempt in 0..150u32 {
+            if std::fs::remove_dir(d).is_ok() || !d.exists() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(if attempt < 50 { 1 } else { 20 }));
         }
     }
 }

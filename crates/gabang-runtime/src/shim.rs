@@ -16,7 +16,6 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -625,21 +624,21 @@ fn oom_killed(cfg: &ContainerConfig) -> bool {
 
 /// Undo everything `start_container` did; idempotent.
 pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
+    // No libcontainer `delete`: it would build a cgroup manager (a fresh procfs mount and a
+    // mountinfo parse per v1 controller) and sleep 10 ms whenever a cgroup is still busy
+    // right after the exit, only to do what these two lines do (we use no hooks and no
+    // Intel RDT): kill what is left in the container's cgroups and remove them, then drop
+    // libcontainer's state dir.
+    // The cgroups go last: right after the exit they stay busy for a moment, which the
+    // unmount and the network detach overlap.
+    crate::timing("cleanup: kill cgroups");
+    let cgroups = crate::kill_cgroups(cfg.options.cgroup_parent.as_deref(), &cfg.id);
     let lc = dir.lc_root().join(&cfg.id);
-    crate::timing("cleanup: libcontainer delete");
     if lc.exists() {
-        match Container::load(lc.clone()) {
-            Ok(mut c) => {
-                if let Err(e) = c.delete(true) {
-                    tracing::warn!("libcontainer delete {}: {e}", cfg.id);
-                }
-            }
-            Err(e) => tracing::warn!("libcontainer load {}: {e}", cfg.id),
+        if let Err(e) = std::fs::remove_dir_all(&lc) {
+            tracing::warn!("remove {}: {e}", lc.display());
         }
-        let _ = std::fs::remove_dir_all(&lc);
     }
-    crate::timing("cleanup: remove cgroups");
-    crate::remove_cgroups(cfg.options.cgroup_parent.as_deref(), &cfg.id);
     crate::timing("cleanup: umount");
     if let Err(e) = rootfs::umount_rootfs(dir) {
         tracing::warn!("{e}");
@@ -651,6 +650,8 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
             }
         }
     }
+    crate::timing("cleanup: remove cgroups");
+    crate::rmdir_cgroups(&cgroups);
 }
 
 pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
