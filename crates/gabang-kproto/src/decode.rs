@@ -111,9 +111,18 @@ fn field(
                 return Ok(());
             }
             let v = value(f.ty, r)?;
-            // Go's JSON omits empty optional strings and byte slices (`omitempty`).
-            let empty = matches!(&v, Value::String(s) if s.is_empty());
-            if empty && !f.required && matches!(f.ty, Ty::Str | Ty::Bytes) {
+            let zero = match &v {
+                Value::String(s) => s.is_empty(),
+                Value::Bool(b) => !b,
+                Value::Number(n) => n.as_f64() == Some(0.0),
+                _ => false,
+            };
+            // Special types (Quantity "0", IntOrString 0) are never omitted.
+            let plain = matches!(
+                f.ty,
+                Ty::Str | Ty::Bytes | Ty::Bool | Ty::I32 | Ty::I64 | Ty::F64
+            );
+            if zero && plain && f.omit_empty {
                 out.remove(f.json);
             } else {
                 out.insert(f.json.to_string(), v);

@@ -51,8 +51,9 @@ pub struct Field {
     pub json: &'static str,
     pub ty: Ty,
     pub card: Card,
-    /// Required in the API (not `omitempty`): an empty string stays `""`.
-    pub required: bool,
+    /// Go `omitempty` on a non-pointer field: the zero value ("", 0, false) is
+    /// "unset" and left out of the JSON, as Kubernetes' JSON leaves it out.
+    pub omit_empty: bool,
 }
 
 /// One message, fields sorted by tag.

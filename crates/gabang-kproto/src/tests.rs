@@ -170,19 +170,19 @@ fn deployment_decodes_to_kubernetes_json() {
     let want = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "web", "generation": 0, "creationTimestamp": null, "labels": {"app": "web"}},
+        "metadata": {"name": "web", "creationTimestamp": null, "labels": {"app": "web"}},
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
-                "metadata": {"generation": 0, "creationTimestamp": null, "labels": {"app": "web"}},
+                "metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
                 "spec": {
                     "volumes": [{"name": "cfg", "configMap": {"name": "web-config", "defaultMode": 420}}],
                     "containers": [{
                         "name": "busybox",
                         "image": "busybox:1",
                         "command": ["sleep", "3600"],
-                        "ports": [{"name": "http", "hostPort": 0, "containerPort": 8080, "protocol": "TCP"}],
+                        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
                         "env": [{"name": "MODE", "value": "prod"}, {"name": "EMPTY"}],
                         "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
                         "livenessProbe": {
@@ -192,7 +192,6 @@ fn deployment_decodes_to_kubernetes_json() {
                         },
                         "terminationMessagePath": "/dev/termination-log",
                         "imagePullPolicy": "IfNotPresent",
-                        "stdin": false,
                         "terminationMessagePolicy": "File"
                     }],
                     "restartPolicy": "Always",
@@ -203,7 +202,6 @@ fn deployment_decodes_to_kubernetes_json() {
                 }
             },
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": 1}},
-            "minReadySeconds": 0,
             "revisionHistoryLimit": 10
         },
         "status": {}
@@ -213,6 +211,33 @@ fn deployment_decodes_to_kubernetes_json() {
     // text identical in meaning (round trip through a string).
     let text = serde_json::to_string(&got).unwrap();
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), want);
+}
+
+#[test]
+fn zero_means_unset_only_where_go_says_so() {
+    // DeploymentSpec.replicas is a pointer: 0 is kept. minReadySeconds and paused
+    // are non-pointer `omitempty`: their zero is dropped, a non-zero kept.
+    let raw = [
+        meta("web", &[]),
+        msg(2, &[int(1, 0), int(5, 0), int(7, 1), int(6, 0)]),
+    ]
+    .concat();
+    let v = decode(&body("apps/v1", "Deployment", &raw)).unwrap();
+    assert_eq!(
+        v["spec"],
+        json!({"replicas": 0, "paused": true, "revisionHistoryLimit": 0})
+    );
+    // ContainerPort.containerPort is required: 0 stays.
+    let raw = [
+        meta("p", &[]),
+        msg(2, &[msg(2, &[s(1, ""), msg(6, &[int(3, 0)])])]),
+    ]
+    .concat();
+    let v = decode(&body("v1", "Pod", &raw)).unwrap();
+    assert_eq!(
+        v["spec"]["containers"],
+        json!([{"name": "", "ports": [{"containerPort": 0}]}])
+    );
 }
 
 #[test]
