@@ -95,12 +95,20 @@ fn time(buf: &[u8], base: usize, micro: bool) -> Res<Value> {
     let f = fields(buf, base, &[(1, VARINT), (2, VARINT)])?;
     // int64 and int32 on the wire: two's complement in the low bits.
     let secs = int(&f, 1) as i64;
-    let nanos = int(&f, 2) as u32 as i32;
-    let nanos = u32::try_from(nanos)
-        .ok()
-        .filter(|n| *n < 1_000_000_000)
-        .ok_or_else(|| Bad::new(base, format!("nanos {nanos} out of range")))?;
-    let t = chrono::DateTime::from_timestamp(secs, if micro { nanos / 1000 * 1000 } else { 0 })
+    // Time drops the nanoseconds unread (as Kubernetes does); MicroTime keeps
+    // the microseconds and needs them in range.
+    let nanos = if micro {
+        let n = int(&f, 2) as u32 as i32;
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)
+            .ok_or_else(|| Bad::new(base, format!("nanos {n} out of range")))?
+            / 1000
+            * 1000
+    } else {
+        0
+    };
+    let t = chrono::DateTime::from_timestamp(secs, nanos)
         .filter(|t| (0..=9999).contains(&chrono::Datelike::year(t)))
         .ok_or_else(|| Bad::new(base, format!("time {secs}s is outside years 0-9999")))?;
     let s = if micro {

@@ -241,6 +241,25 @@ fn zero_means_unset_only_where_go_says_so() {
 }
 
 #[test]
+fn fields_newer_than_kubernetes_1_32_are_skipped() {
+    // PodSpec.hostnameOverride (tag 41) came after 1.32: skipped like any unknown
+    // field, as a 1.32 API server skips it; the rest of the spec is kept.
+    let raw = [
+        meta("p", &[]),
+        msg(
+            2,
+            &[msg(2, &[s(1, "c")]), s(41, "other-name"), s(3, "Never")],
+        ),
+    ]
+    .concat();
+    let v = decode(&body("v1", "Pod", &raw)).unwrap();
+    assert_eq!(
+        v["spec"],
+        json!({"containers": [{"name": "c"}], "restartPolicy": "Never"})
+    );
+}
+
+#[test]
 fn secret_bytes_become_base64_and_empty_values_stay() {
     let raw = [
         meta("creds", &[]),
@@ -324,16 +343,20 @@ fn times_render_like_kubernetes() {
     assert_eq!(v["spec"]["acquireTime"], "1970-01-01T00:00:00.000000Z");
     assert_eq!(v["spec"]["leaseTransitions"], 2);
 
-    for bad in [
-        time(6, i64::MAX, 0),
-        time(6, -100_000_000_000, 0),
-        time(6, 0, -1),
-        time(6, 0, 1_000_000_000),
+    // Time ignores its nanos (Kubernetes never reads them); MicroTime checks them.
+    let raw = [meta("ev", &[]), time(6, 0, -1)].concat();
+    let v = decode(&body("v1", "Event", &raw)).unwrap();
+    assert_eq!(v["firstTimestamp"], "1970-01-01T00:00:00Z");
+    for (tag, name, bad) in [
+        (6, "firstTimestamp", (i64::MAX, 0)),
+        (6, "firstTimestamp", (-100_000_000_000, 0)),
+        (10, "eventTime", (0, -1)),
+        (10, "eventTime", (0, 1_000_000_000)),
     ] {
-        let raw = [meta("ev", &[]), bad].concat();
+        let raw = [meta("ev", &[]), time(tag, bad.0, bad.1)].concat();
         let e = decode(&body("v1", "Event", &raw)).unwrap_err();
         assert!(
-            matches!(&e, Error::Malformed { path, .. } if path == "firstTimestamp"),
+            matches!(&e, Error::Malformed { path, .. } if path == name),
             "{e}"
         );
     }
