@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 const PROTOBUF: &str = "Content-Type: application/vnd.kubernetes.protobuf";
 
-/// Runs a kubectl create that must succeed and must have sent protobuf.
+/// Runs a kubectl command that must succeed and must have sent a protobuf body.
 fn create(s: &support::TestServer, args: &[&str]) -> String {
     let mut all = args.to_vec();
     all.push("-v=8");
@@ -220,6 +220,35 @@ async fn kubectl_create_sends_protobuf_and_the_objects_read_back() {
         .as_str()
         .is_some_and(|ip| !ip.is_empty()));
 
+    // Service nodeport (the asked-for port is kept) and externalname.
+    create(
+        &s,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np",
+            "--tcp=80:8080",
+            "--node-port=30080",
+        ],
+    );
+    let np = get_json(&s, &["service", "np"]);
+    assert_eq!(np["spec"]["type"], "NodePort");
+    assert_eq!(np["spec"]["ports"][0]["nodePort"], 30080);
+    create(
+        &s,
+        &[
+            "create",
+            "service",
+            "externalname",
+            "ext",
+            "--external-name=example.com",
+        ],
+    );
+    let ext = get_json(&s, &["service", "ext"]);
+    assert_eq!(ext["spec"]["type"], "ExternalName");
+    assert_eq!(ext["spec"]["externalName"], "example.com");
+
     // Ingress: class, two rules, a numbered and a named backend port.
     create(
         &s,
@@ -265,6 +294,36 @@ async fn kubectl_create_sends_protobuf_and_the_objects_read_back() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Bad_Name"), "{err}");
+}
+
+/// `kubectl drain` removes a node's pods through the typed client, so with
+/// protobuf bodies: DeleteOptions (or a policy/v1 Eviction where the server
+/// serves pods/eviction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_sends_protobuf_delete_options() {
+    let s = support::start().await;
+    let f = s.write(
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Pod\n\
+         metadata: {name: p1, namespace: default}\nspec:\n  nodeName: n1\n  \
+         containers: [{name: c, image: busybox:1}]\n",
+    );
+    s.ok(&["apply", "-f", &f]);
+    let out = create(
+        &s,
+        &[
+            "drain",
+            "n1",
+            "--force",
+            "--grace-period=0",
+            "--timeout=60s",
+        ],
+    );
+    assert!(out.contains("node/n1 drained"), "{out}");
+    let err = s.fails(&["get", "pod", "p1"]);
+    assert!(err.contains("not found"), "{err}");
+    let node = get_json(&s, &["node", "n1"]);
+    assert_eq!(node["spec"]["unschedulable"], true);
 }
 
 // A tiny protobuf writer for the raw-body tests.
