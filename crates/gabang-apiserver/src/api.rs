@@ -71,6 +71,10 @@ impl Req {
         if self.body.is_empty() {
             return Err(ApiError::bad_request("request body is empty"));
         }
+        if gabang_kproto::is_protobuf(&self.content_type) {
+            return gabang_kproto::decode(&self.body)
+                .map_err(|e| ApiError::new(e.http_status(), e.reason(), e.to_string()));
+        }
         if self.content_type.contains("protobuf") || self.content_type.contains("cbor") {
             return Err(ApiError::new(
                 415,
