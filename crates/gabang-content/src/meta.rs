@@ -8,6 +8,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) struct Meta {
     conn: Connection,
+    wal: std::path::PathBuf,
+}
+
+/// WAL size above which a closing connection folds the WAL into the database and cuts it
+/// to zero (see [`Meta::open`]).
+const WAL_TRUNCATE_BYTES: u64 = 256 * 1024;
+
+impl Drop for Meta {
+    fn drop(&mut self) {
+        // Every CLI process is the first to open the database, and SQLite then rebuilds the
+        // WAL index by reading and checksumming the whole WAL (its record of what was
+        // already checkpointed lives in the -shm file, which the first opener resets). So
+        // the WAL must stay short: with checkpoint-on-close off, it would only grow. Once
+        // it passes 256 KiB, the closing connection checkpoints and truncates it (a few
+        // fsyncs every few dozen CLI calls; skipped if another process is reading).
+        if std::fs::metadata(&self.wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES) {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
 }
 
 /// One row of the images table.
@@ -32,19 +53,13 @@ impl Meta {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         // The WAL is fsynced at every durable commit; checkpointing it into the main file at
-        // every close only cost two more fsyncs per CLI call (SQLite's autocheckpoint still
-        // folds it in).
+        // every close only cost two more fsyncs per CLI call; `Drop` truncates it once it
+        // is long.
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // But every CLI process is the first to open the database, and SQLite then rebuilds
-        // the WAL index by reading and checksumming the whole WAL: keep it short (a
-        // checkpoint every 32 pages, and the file cut back to 128 KiB when it restarts)
-        // instead of letting it grow to 4 MiB.
-        conn.pragma_update(None, "wal_autocheckpoint", 32)?;
-        conn.pragma_update(None, "journal_size_limit", 128 * 1024)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS images (
@@ -70,7 +85,12 @@ impl Meta {
                  created_ms INTEGER NOT NULL,
                  expires_ms INTEGER NOT NULL);",
         )?;
-        Ok(Meta { conn })
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(Meta {
+            conn,
+            wal: wal.into(),
+        })
     }
 
     /// Insert an image and point tags at it, in one transaction.
