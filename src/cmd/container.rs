@@ -100,9 +100,12 @@ pub struct RunArgs {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (only honoured by exec for now)
+    /// Allocate a pseudo-TTY (the container's controlling terminal)
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Security options (`seccomp=unconfined` turns the default seccomp profile off)
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cmd: Vec<String>,
@@ -281,7 +284,20 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         env.extend(read_env_file(f)?);
     }
     env.extend(a.env.iter().filter_map(|e| env_from_flag(e)));
+    let mut labels = std::collections::BTreeMap::new();
+    for o in &a.security_opt {
+        match o.replacen(':', "=", 1).as_str() {
+            "seccomp=unconfined" => {
+                labels.insert(
+                    gabang_runtime::SECCOMP_LABEL.to_owned(),
+                    "unconfined".to_owned(),
+                );
+            }
+            other => bail!("--security-opt {other:?}: only seccomp=unconfined is supported"),
+        }
+    }
     Ok(RunOptions {
+        labels,
         name: a.name.clone(),
         cmd: a.cmd.clone(),
         entrypoint: a.entrypoint.clone(),

@@ -343,7 +343,8 @@ fn start_container(
         netns_path,
         host_network,
         binds,
-        seccomp: true,
+        seccomp: opts.labels.get(spec::SECCOMP_LABEL).map(String::as_str) != Some("unconfined"),
+        terminal: false,
         cgroup_parent: opts.cgroup_parent.as_deref(),
     })?;
     spec::write_spec(&dir.bundle(), &spec)?;
@@ -716,6 +717,7 @@ fn exec_inner(a: &ShimArgs) -> Result<i32> {
         .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
     let mut builder = ContainerBuilder::new(a.id.clone(), SyscallType::default())
+        .with_executor(crate::seccomp::TenantExecutor::for_bundle(&dir.bundle())?)
         .with_root_path(dir.lc_root())
         .map_err(lc_err)?;
     let mut pty_master = None;
