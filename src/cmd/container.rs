@@ -405,7 +405,15 @@ fn run_attached(
     // before the id is known is queued and forwarded once it is.
     let target = std::sync::Arc::new(std::sync::OnceLock::new());
     if proxy {
-        proxy_signals(rt.clone(), target.clone());
+        proxy_signals(
+            rt.clone(),
+            target.clone(),
+            &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT],
+        );
+    } else if std::io::stdin().is_terminal() || std::io::stdout().is_terminal() {
+        // -t: Ctrl-C is a byte for the container's terminal (ours is raw); only window
+        // size changes are passed on, to the shim, which resizes the container's pty.
+        proxy_signals(rt.clone(), target.clone(), &[libc::SIGWINCH]);
     }
     let id = rt.create(req)?;
     gabang_runtime::timing("created");
@@ -436,7 +444,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-fn proxy_signals(rt: Runtime, target: std::sync::Arc<std::sync::OnceLock<String>>) {
+/// Forward `sigs` received by the CLI: SIGWINCH to the container's shim, others to the
+/// container's init.
+fn proxy_signals(
+    rt: Runtime,
+    target: std::sync::Arc<std::sync::OnceLock<String>>,
+    sigs: &[libc::c_int],
+) {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds; handlers are reset to default across exec, so shims
     // spawned later are unaffected.
@@ -445,7 +459,7 @@ fn proxy_signals(rt: Runtime, target: std::sync::Arc<std::sync::OnceLock<String>
             return;
         }
         SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        for &sig in sigs {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
     }
@@ -461,6 +475,14 @@ fn proxy_signals(rt: Runtime, target: std::sync::Arc<std::sync::OnceLock<String>
                 }
                 std::thread::sleep(Duration::from_millis(5));
             };
+            if i32::from(b) == libc::SIGWINCH {
+                // Before the shim runs, it reads the size itself when it starts.
+                if let Some(pid) = rt.store().live_state(id).ok().and_then(|s| s.shim_pid) {
+                    // SAFETY: kill(2) on the shim recorded for this container.
+                    unsafe { libc::kill(pid, libc::SIGWINCH) };
+                }
+                continue;
+            }
             // A signal before the container runs waits until it can be delivered.
             for _ in 0..2000 {
                 if rt.kill(id, i32::from(b)).is_ok() {

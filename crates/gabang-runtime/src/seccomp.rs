@@ -520,16 +520,10 @@ pub(crate) struct TenantExecutor {
 }
 
 impl TenantExecutor {
-    /// The profile recorded in the container's `bundle/config.json` (none if unconfined).
-    pub fn for_bundle(bundle: &std::path::Path) -> crate::error::Result<Self> {
-        let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(|e| {
-            crate::error::RuntimeError::Shim(format!(
-                "reading {}: {e}",
-                bundle.join("config.json").display()
-            ))
-        })?;
+    /// The profile of the container's init spec (none if unconfined).
+    pub fn for_spec(spec: &oci_spec::runtime::Spec) -> Self {
         let profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-        Ok(TenantExecutor { profile })
+        TenantExecutor { profile }
     }
 }
 
