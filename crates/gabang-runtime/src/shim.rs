@@ -687,6 +687,11 @@ fn remove_dir(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) -> bool 
 }
 
 fn exec_mode(a: &ShimArgs) -> i32 {
+    // CVE-2019-5736: the process that enters the container is this binary until it execs.
+    // Non-dumpable, its /proc/PID/exe (and the rest of /proc/PID) is closed to the
+    // container's processes, whatever capabilities they or it hold; execve resets it.
+    // SAFETY: prctl on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     match exec_inner(a) {
         Ok(c) => c,
         Err(e) => {

