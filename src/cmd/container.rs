@@ -373,7 +373,7 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
     let result = if a.detach {
         rt.run(req, attach)
     } else {
-        run_attached(&rt, req, attach, !a.tty)
+        run_attached(&rt, req, attach, a.tty)
     };
     match result {
         Ok((id, None)) => {
@@ -393,28 +393,24 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
 }
 
 /// Attached run: like `Runtime::run`, but while waiting, SIGINT/SIGTERM/SIGHUP/SIGQUIT
-/// received by the CLI are forwarded to the container (docker's --sig-proxy).
+/// received by the CLI are forwarded to the container (docker's --sig-proxy). With `-t` our
+/// terminal is raw while attached with `-i`, so Ctrl-C is a byte for the container's terminal
+/// rather than a signal; SIGWINCH goes to the shim, which resizes the container's terminal.
 fn run_attached(
     rt: &Runtime,
     req: CreateRequest,
     attach: Attach,
-    proxy: bool,
+    tty: bool,
 ) -> std::result::Result<(String, Option<i32>), RuntimeError> {
     let auto_remove = req.options.auto_remove;
     // Handlers go in before the container can print anything: a signal that arrives
     // before the id is known is queued and forwarded once it is.
     let target = std::sync::Arc::new(std::sync::OnceLock::new());
-    if proxy {
-        proxy_signals(
-            rt.clone(),
-            target.clone(),
-            &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT],
-        );
-    } else if std::io::stdin().is_terminal() || std::io::stdout().is_terminal() {
-        // -t: Ctrl-C is a byte for the container's terminal (ours is raw); only window
-        // size changes are passed on, to the shim, which resizes the container's pty.
-        proxy_signals(rt.clone(), target.clone(), &[libc::SIGWINCH]);
+    let mut sigs = vec![libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+    if tty && (std::io::stdin().is_terminal() || std::io::stdout().is_terminal()) {
+        sigs.push(libc::SIGWINCH);
     }
+    proxy_signals(rt.clone(), target.clone(), &sigs);
     let id = rt.create(req)?;
     gabang_runtime::timing("created");
     let _ = target.set(id.clone());
