@@ -243,7 +243,13 @@ mod tests {
         assert_eq!(r.memory().as_ref().unwrap().limit(), Some(32 << 20));
         assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
         assert_eq!(r.pids().as_ref().unwrap().limit(), 50);
-        assert!(l.seccomp().is_some());
+        let sc = l.seccomp().as_ref().unwrap();
+        assert_eq!(
+            sc.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno,
+            "an allow-list"
+        );
+        assert_eq!(p.terminal(), Some(false));
         assert!(l
             .masked_paths()
             .as_ref()
