@@ -312,7 +312,8 @@ pub const ALLOWED_SYSCALLS: &[&str] = &[
     "landlock_add_rule",
     "landlock_create_ruleset",
     "landlock_restrict_self",
-    // time
+    // time (adjtimex only reads without CAP_SYS_TIME)
+    "adjtimex",
     "alarm",
     "clock_getres",
     "clock_getres_time64",
