@@ -7,12 +7,23 @@
 //! family but `AF_VSOCK`. The list is written here from the syscalls' semantics; names the
 //! installed libseccomp does not know are skipped by libcontainer with a warning.
 //!
-//! [`docker_default`] returns the profile as OCI `linux.seccomp` JSON.
+//! [`docker_default`] returns the profile as OCI `linux.seccomp` JSON; [`SeccompExecutor`]
+//! loads it, precompiled and cached ([`default_program`]), into the container's process
+//! (init and exec'd) just before `execve`.
+
+use std::path::Path;
 
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use oci_spec::runtime::LinuxSeccomp;
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+    ScmpVersion,
+};
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{sys, Result, RuntimeError};
 
 /// Syscalls allowed without conditions, on every architecture (names that do not exist on
 /// an architecture are ignored for it by libseccomp).
@@ -512,32 +523,210 @@ pub fn docker_default() -> Value {
     })
 }
 
-/// Runs an exec'd process (libcontainer tenant) under the container's seccomp profile:
-/// libcontainer builds a tenant's spec without the init's `linux.seccomp`, so the filter is
-/// installed here, just before `execve` (no_new_privs is already set, caps already dropped).
-#[derive(Clone)]
-pub(crate) struct TenantExecutor {
-    pub profile: Option<LinuxSeccomp>,
+/// Is the default profile on for this container (`--security-opt seccomp=unconfined` turns
+/// it off)?
+pub(crate) fn confined(opts: &crate::model::RunOptions) -> bool {
+    opts.labels
+        .get(crate::spec::SECCOMP_LABEL)
+        .map(String::as_str)
+        != Some("unconfined")
 }
 
-impl TenantExecutor {
-    /// The profile of the container's init spec (none if unconfined).
-    pub fn for_spec(spec: &oci_spec::runtime::Spec) -> Self {
-        let profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-        TenantExecutor { profile }
+/// The default profile as a classic BPF program, compiled by libseccomp once per state root
+/// and libseccomp version (compiling the allow-list for three ABIs costs ~10 ms, loading the
+/// program microseconds): `<root>/seccomp/<sha256>.bpf`, replaced atomically.
+pub(crate) fn default_program(root: &Path) -> Result<Vec<libc::sock_filter>> {
+    let profile = docker_default();
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&profile).unwrap_or_default());
+    if let Ok(v) = ScmpVersion::current() {
+        h.update(format!("libseccomp {}.{}.{}", v.major, v.minor, v.micro));
+    }
+    let dir = root.join("seccomp");
+    let path = dir.join(format!("{}.bpf", hex::encode(h.finalize())));
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Some(prog) = parse_program(&bytes) {
+            return Ok(prog);
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| sys(format!("mkdir {}", dir.display()), e))?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let ctx = compile(&profile)?;
+    let written = std::fs::File::create(&tmp)
+        .map_err(|e| sys(format!("create {}", tmp.display()), e))
+        .and_then(|f| {
+            ctx.export_bpf(&f)
+                .map_err(|e| RuntimeError::Shim(format!("seccomp: exporting the program: {e}")))
+        })
+        .and_then(|()| std::fs::read(&tmp).map_err(|e| sys(format!("read {}", tmp.display()), e)));
+    let bytes = match written {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let prog = parse_program(&bytes).ok_or_else(|| {
+        RuntimeError::Shim(format!(
+            "seccomp: libseccomp exported {} bytes",
+            bytes.len()
+        ))
+    })?;
+    if std::fs::rename(&tmp, &path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(prog)
+}
+
+/// Decode a program of `struct sock_filter` (8 bytes each, native endian).
+fn parse_program(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
+    // BPF_MAXINSNS: the kernel refuses longer programs.
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > 4096 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect(),
+    )
+}
+
+fn seccomp_err(what: &str) -> impl Fn(libseccomp::error::SeccompError) -> RuntimeError + '_ {
+    move |e| RuntimeError::Shim(format!("seccomp: {what}: {e}"))
+}
+
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
+    let errno = errno.map_or(libc::EPERM, |e| e as i32);
+    match a {
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        _ => ScmpAction::Errno(errno),
     }
 }
 
-impl Executor for TenantExecutor {
-    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
-        if let Some(p) = &self.profile {
-            libcontainer::seccomp::initialize_seccomp(p)
-                .map_err(|e| ExecutorError::Other(format!("installing seccomp profile: {e}")))?;
+/// Build a libseccomp filter from an OCI profile (the subset [`docker_default`] uses; for
+/// SCMP_CMP_MASKED_EQ, libcontainer's reading: `(arg & valueTwo) == value`).
+fn compile(profile: &Value) -> Result<ScmpFilterContext> {
+    let p: LinuxSeccomp = serde_json::from_value(profile.clone())
+        .map_err(|e| RuntimeError::Shim(format!("seccomp profile: {e}")))?;
+    let default = action(p.default_action(), p.default_errno_ret());
+    let mut ctx = ScmpFilterContext::new(default).map_err(seccomp_err("new filter"))?;
+    ctx.set_ctl_nnp(false).map_err(seccomp_err("nnp"))?;
+    for arch in p.architectures().iter().flatten() {
+        let a = match arch {
+            Arch::ScmpArchX86_64 => ScmpArch::X8664,
+            Arch::ScmpArchX86 => ScmpArch::X86,
+            Arch::ScmpArchX32 => ScmpArch::X32,
+            Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+            Arch::ScmpArchArm => ScmpArch::Arm,
+            _ => continue,
+        };
+        ctx.add_arch(a).map_err(seccomp_err("add arch"))?;
+    }
+    for rule in p.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret());
+        if act == default {
+            continue;
+        }
+        let conds: Vec<ScmpArgCompare> = rule
+            .args()
+            .iter()
+            .flatten()
+            .map(|a| {
+                let op = match a.op() {
+                    LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+                    LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+                    LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+                    LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+                    LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+                    LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+                    LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                        ScmpCompareOp::MaskedEqual(a.value_two().unwrap_or(0))
+                    }
+                };
+                ScmpArgCompare::new(a.index() as u32, op, a.value())
+            })
+            .collect();
+        for name in rule.names() {
+            // Names this libseccomp does not know (newer syscalls) stay refused.
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            if conds.is_empty() {
+                ctx.add_rule(act, sc).map_err(seccomp_err(name))?;
+            } else {
+                ctx.add_rule_conditional(act, sc, &conds)
+                    .map_err(seccomp_err(name))?;
+            }
+        }
+    }
+    Ok(ctx)
+}
+
+/// Load a BPF program as this thread's seccomp filter (no_new_privs must be set).
+fn load(prog: &[libc::sock_filter]) -> std::io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: seccomp(2) reads `fprog` and the program it points to, both alive here.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs the container's process (init or exec'd) under the default profile: the precompiled
+/// program from [`default_program`] is loaded just before `execve`, after libcontainer has
+/// set no_new_privs and dropped capabilities. (libcontainer would compile `linux.seccomp` at
+/// every start, and leaves it out for exec'd processes altogether.)
+#[derive(Clone)]
+pub(crate) struct SeccompExecutor {
+    program: Option<Vec<libc::sock_filter>>,
+}
+
+impl SeccompExecutor {
+    pub fn new(root: &Path, confined: bool) -> Result<Self> {
+        let program = if confined {
+            Some(default_program(root)?)
+        } else {
+            None
+        };
+        Ok(SeccompExecutor { program })
+    }
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> std::result::Result<(), ExecutorError> {
+        if let Some(p) = &self.program {
+            load(p).map_err(|e| ExecutorError::Other(format!("loading seccomp filter: {e}")))?;
         }
         DefaultExecutor {}.exec(spec)
     }
 
-    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+    fn validate(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> std::result::Result<(), ExecutorValidationError> {
         DefaultExecutor {}.validate(spec)
     }
 }
@@ -576,5 +765,34 @@ mod tests {
             .find(|r| r.names().iter().any(|n| n == "clone3"))
             .unwrap();
         assert_eq!(clone3.errno_ret(), Some(libc::ENOSYS as u32));
+    }
+
+    #[test]
+    fn program_is_compiled_once_and_cached() {
+        let root = tempfile::tempdir().unwrap();
+        let first = default_program(root.path()).unwrap();
+        assert!(first.len() > 100, "{} instructions", first.len());
+        let files: Vec<_> = std::fs::read_dir(root.path().join("seccomp"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(
+            std::fs::metadata(&files[0]).unwrap().len(),
+            first.len() as u64 * 8
+        );
+        let eq = |a: &[libc::sock_filter], b: &[libc::sock_filter]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k))
+        };
+        assert!(eq(&default_program(root.path()).unwrap(), &first));
+        // A damaged cache entry is compiled again, not loaded.
+        std::fs::write(&files[0], b"garbage").unwrap();
+        assert!(eq(&default_program(root.path()).unwrap(), &first));
+        assert!(parse_program(b"garbage").is_none());
+        assert!(parse_program(&[]).is_none());
     }
 }

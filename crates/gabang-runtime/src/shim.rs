@@ -350,7 +350,7 @@ fn start_container(
         netns_path,
         host_network,
         binds,
-        seccomp: opts.labels.get(spec::SECCOMP_LABEL).map(String::as_str) != Some("unconfined"),
+        seccomp: crate::seccomp::confined(opts),
         terminal: opts.tty,
         cgroup_parent: opts.cgroup_parent.as_deref(),
     })?;
@@ -361,7 +361,10 @@ fn start_container(
     let _ = std::fs::remove_dir_all(lc_root.join(&cfg.id));
     std::fs::create_dir_all(&lc_root).map_err(|e| crate::error::sys("mkdir lc", e))?;
     crate::timing("libcontainer build");
+    let seccomp =
+        crate::seccomp::SeccompExecutor::new(&store.root, crate::seccomp::confined(opts))?;
     let builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        .with_executor(seccomp)
         .with_root_path(&lc_root)
         .map_err(lc_err)?;
     // With -t the container's init makes the pty inside the container (its controlling
@@ -723,17 +726,20 @@ fn exec_inner(a: &ShimArgs) -> Result<i32> {
     }
     rootfs::check_executable(&rootfs_dir, cmd, &full_env)
         .map_err(|(code, message)| RuntimeError::StartFailed { code, message })?;
-    let config_path = dir.bundle().join("config.json");
-    let init_spec = oci_spec::runtime::Spec::load(&config_path)
-        .map_err(|e| RuntimeError::Shim(format!("reading {}: {e}", config_path.display())))?;
     let cwd = ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone());
     let builder = ContainerBuilder::new(a.id.clone(), SyscallType::default())
-        .with_executor(crate::seccomp::TenantExecutor::for_spec(&init_spec))
+        .with_executor(crate::seccomp::SeccompExecutor::new(
+            &store.root,
+            crate::seccomp::confined(&cfg.options),
+        )?)
         .with_root_path(dir.lc_root())
         .map_err(lc_err)?;
     if ex.tty {
         // The process gets a pty made inside the container (its controlling terminal):
         // libcontainer wants `terminal: true` in a process.json for that.
+        let config_path = dir.bundle().join("config.json");
+        let init_spec = oci_spec::runtime::Spec::load(&config_path)
+            .map_err(|e| RuntimeError::Shim(format!("reading {}: {e}", config_path.display())))?;
         let mut process = init_spec
             .process()
             .clone()

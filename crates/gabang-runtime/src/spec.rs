@@ -76,6 +76,7 @@ pub struct SpecInput<'a> {
     pub host_network: bool,
     /// (source on host, destination, read_only) bind mounts, including /etc files.
     pub binds: Vec<(PathBuf, String, bool)>,
+    /// The default seccomp profile applies (recorded as an annotation; loaded by the shim).
     pub seccomp: bool,
     /// The process gets a pty (created inside the container, see `shim.rs`).
     pub terminal: bool,
@@ -162,7 +163,7 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
             resources["pids"] = json!({"limit": p});
         }
     }
-    let mut linux = json!({
+    let linux = json!({
         "namespaces": namespaces,
         "cgroupsPath": cgroups_path(i.cgroup_parent, i.id),
         "resources": resources,
@@ -170,9 +171,7 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
         "readonlyPaths": READONLY,
         "rootfsPropagation": "private",
     });
-    if i.seccomp {
-        linux["seccomp"] = crate::seccomp::docker_default();
-    }
+
     let mut user = json!({"uid": i.user.uid, "gid": i.user.gid});
     if !i.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(i.user.additional_gids);
@@ -192,6 +191,8 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
         "hostname": i.hostname,
         "mounts": mounts,
         "linux": linux,
+        // The profile is not in `linux.seccomp`: the shim loads it precompiled (seccomp.rs).
+        "annotations": {SECCOMP_LABEL: if i.seccomp { "default" } else { "unconfined" }},
     });
     serde_json::from_value(spec).map_err(|e| RuntimeError::Shim(format!("building OCI spec: {e}")))
 }
@@ -243,11 +244,10 @@ mod tests {
         assert_eq!(r.memory().as_ref().unwrap().limit(), Some(32 << 20));
         assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
         assert_eq!(r.pids().as_ref().unwrap().limit(), 50);
-        let sc = l.seccomp().as_ref().unwrap();
         assert_eq!(
-            sc.default_action(),
-            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno,
-            "an allow-list"
+            s.annotations().as_ref().unwrap()[SECCOMP_LABEL],
+            "default",
+            "seccomp on"
         );
         assert_eq!(p.terminal(), Some(false));
         assert!(l
