@@ -5,7 +5,7 @@
 //! fall back to `clone`, whose flags are then checked (no new namespaces: the container
 //! lacks CAP_SYS_ADMIN). `personality` accepts only the harmless personas, `socket` every
 //! family but `AF_VSOCK`. The list is written here from the syscalls' semantics; names the
-//! installed libseccomp does not know are skipped by libcontainer with a warning.
+//! installed libseccomp does not know (newer syscalls) stay refused.
 //!
 //! [`docker_default`] returns the profile as OCI `linux.seccomp` JSON; [`SeccompExecutor`]
 //! loads it, precompiled and cached ([`default_program`]), into the container's process
