@@ -100,9 +100,12 @@ pub struct RunArgs {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (only honoured by exec for now)
+    /// Allocate a pseudo-TTY (the container's controlling terminal)
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Security options (`seccomp=unconfined` turns the default seccomp profile off)
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cmd: Vec<String>,
@@ -281,7 +284,20 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         env.extend(read_env_file(f)?);
     }
     env.extend(a.env.iter().filter_map(|e| env_from_flag(e)));
+    let mut labels = std::collections::BTreeMap::new();
+    for o in &a.security_opt {
+        match o.replacen(':', "=", 1).as_str() {
+            "seccomp=unconfined" => {
+                labels.insert(
+                    gabang_runtime::SECCOMP_LABEL.to_owned(),
+                    "unconfined".to_owned(),
+                );
+            }
+            other => bail!("--security-opt {other:?}: only seccomp=unconfined is supported"),
+        }
+    }
     Ok(RunOptions {
+        labels,
         name: a.name.clone(),
         cmd: a.cmd.clone(),
         entrypoint: a.entrypoint.clone(),
@@ -357,7 +373,7 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
     let result = if a.detach {
         rt.run(req, attach)
     } else {
-        run_attached(&rt, req, attach, !a.tty)
+        run_attached(&rt, req, attach, a.tty)
     };
     match result {
         Ok((id, None)) => {
@@ -377,20 +393,24 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
 }
 
 /// Attached run: like `Runtime::run`, but while waiting, SIGINT/SIGTERM/SIGHUP/SIGQUIT
-/// received by the CLI are forwarded to the container (docker's --sig-proxy).
+/// received by the CLI are forwarded to the container (docker's --sig-proxy). With `-t` our
+/// terminal is raw while attached with `-i`, so Ctrl-C is a byte for the container's terminal
+/// rather than a signal; SIGWINCH goes to the shim, which resizes the container's terminal.
 fn run_attached(
     rt: &Runtime,
     req: CreateRequest,
     attach: Attach,
-    proxy: bool,
+    tty: bool,
 ) -> std::result::Result<(String, Option<i32>), RuntimeError> {
     let auto_remove = req.options.auto_remove;
     // Handlers go in before the container can print anything: a signal that arrives
     // before the id is known is queued and forwarded once it is.
     let target = std::sync::Arc::new(std::sync::OnceLock::new());
-    if proxy {
-        proxy_signals(rt.clone(), target.clone());
+    let mut sigs = vec![libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+    if tty && (std::io::stdin().is_terminal() || std::io::stdout().is_terminal()) {
+        sigs.push(libc::SIGWINCH);
     }
+    proxy_signals(rt.clone(), target.clone(), &sigs);
     let id = rt.create(req)?;
     gabang_runtime::timing("created");
     let _ = target.set(id.clone());
@@ -420,7 +440,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-fn proxy_signals(rt: Runtime, target: std::sync::Arc<std::sync::OnceLock<String>>) {
+/// Forward `sigs` received by the CLI: SIGWINCH to the container's shim, others to the
+/// container's init.
+fn proxy_signals(
+    rt: Runtime,
+    target: std::sync::Arc<std::sync::OnceLock<String>>,
+    sigs: &[libc::c_int],
+) {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds; handlers are reset to default across exec, so shims
     // spawned later are unaffected.
@@ -429,7 +455,7 @@ fn proxy_signals(rt: Runtime, target: std::sync::Arc<std::sync::OnceLock<String>
             return;
         }
         SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        for &sig in sigs {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
     }
@@ -445,6 +471,14 @@ fn proxy_signals(rt: Runtime, target: std::sync::Arc<std::sync::OnceLock<String>
                 }
                 std::thread::sleep(Duration::from_millis(5));
             };
+            if i32::from(b) == libc::SIGWINCH {
+                // Before the shim runs, it reads the size itself when it starts.
+                if let Some(pid) = rt.store().live_state(id).ok().and_then(|s| s.shim_pid) {
+                    // SAFETY: kill(2) on the shim recorded for this container.
+                    unsafe { libc::kill(pid, libc::SIGWINCH) };
+                }
+                continue;
+            }
             // A signal before the container runs waits until it can be delivered.
             for _ in 0..2000 {
                 if rt.kill(id, i32::from(b)).is_ok() {

@@ -14,6 +14,7 @@ mod logs;
 mod model;
 mod process;
 mod rootfs;
+mod seccomp;
 mod shim;
 mod spec;
 mod store;
@@ -40,7 +41,7 @@ pub use model::{
 pub use process::{plan_process, ProcessPlan};
 pub use rootfs::container_resolv_conf;
 pub use shim::{shim_main, ExecSpec, ShimArgs};
-pub use spec::{DEFAULT_CAPS, DENIED_SYSCALLS};
+pub use spec::{DEFAULT_CAPS, DENIED_SYSCALLS, SECCOMP_LABEL};
 pub use store::Store;
 pub use user::{resolve_user, ResolvedUser};
 

@@ -218,7 +218,14 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 let raw = (cfg.options.tty && a.attach)
                     .then(RawTerminal::enter)
                     .flatten();
+                if cfg.options.tty && a.attach {
+                    let out = attach.out.as_ref().map_or(-1, |f| f.as_raw_fd());
+                    if let Some(term) = crate::tty::terminal_fd(&[0, out]) {
+                        crate::tty::follow_winsize(term, run.out.as_raw_fd());
+                    }
+                }
                 let code = pump(run, &mut log, attach, a.interactive);
+                crate::tty::stop_following_winsize();
                 crate::timing("exited");
                 drop(raw);
                 st.oom_killed = oom_killed(&cfg);
@@ -342,7 +349,8 @@ fn start_container(
         netns_path,
         host_network,
         binds,
-        seccomp: true,
+        seccomp: crate::seccomp::confined(opts),
+        terminal: opts.tty,
         cgroup_parent: opts.cgroup_parent.as_deref(),
     })?;
     spec::write_spec(&dir.bundle(), &spec)?;
@@ -351,62 +359,65 @@ fn start_container(
     let lc_root = dir.lc_root();
     let _ = std::fs::remove_dir_all(lc_root.join(&cfg.id));
     std::fs::create_dir_all(&lc_root).map_err(|e| crate::error::sys("mkdir lc", e))?;
-    // With -t the container's stdio is a pty slave; we read (and write) the master.
-    let (out_r, out_w, err_r, err_w, stdin_child, stdin_ours): (
-        OwnedFd,
-        OwnedFd,
-        OwnedFd,
-        OwnedFd,
-        OwnedFd,
-        Option<File>,
-    ) = if opts.tty {
-        let pty = nix::pty::openpty(None, None).map_err(|e| sys("openpty", e))?;
-        let master = pty.master;
-        let slave = pty.slave;
-        let (er, ew) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
-        let stdin_ours = if interactive {
-            Some(File::from(master.try_clone().map_err(|e| sys("dup", e))?))
-        } else {
-            None
-        };
-        (
-            master,
-            slave.try_clone().map_err(|e| sys("dup", e))?,
-            er,
-            ew,
-            slave,
-            stdin_ours,
-        )
-    } else {
-        let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
-        let (err_r, err_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
-        let (stdin_child, stdin_ours) = if interactive {
-            let (r, w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
-            (r, Some(File::from(w)))
-        } else {
-            let null = File::open("/dev/null").map_err(|e| sys("/dev/null", e))?;
-            (OwnedFd::from(null), None)
-        };
-        (out_r, out_w, err_r, err_w, stdin_child, stdin_ours)
-    };
-    let err_w = if opts.tty {
-        drop(err_w); // stderr shares the pty; the spare pipe just reports EOF
-        stdin_child.try_clone().map_err(|e| sys("dup", e))?
-    } else {
-        err_w
-    };
     crate::timing("libcontainer build");
-    let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+    let seccomp =
+        crate::seccomp::SeccompExecutor::new(&store.root, crate::seccomp::confined(opts))?;
+    let builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        .with_executor(seccomp)
         .with_root_path(&lc_root)
-        .map_err(lc_err)?
-        .with_stdin(stdin_child)
-        .with_stdout(out_w)
-        .with_stderr(err_w)
+        .map_err(lc_err)?;
+    // With -t the container's init makes the pty inside the container (its controlling
+    // terminal) and sends us the master, which we read (and write, with -i).
+    let console = if opts.tty {
+        Some(crate::tty::ConsoleSocket::bind(&dir.dir, "console.sock")?)
+    } else {
+        None
+    };
+    let (builder, pipes) = match &console {
+        Some(sock) => (builder.with_console_socket(Some(sock.path())), None),
+        None => {
+            let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+            let (err_r, err_w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+            let (stdin_child, stdin_ours) = if interactive {
+                let (r, w) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+                (r, Some(File::from(w)))
+            } else {
+                let null = File::open("/dev/null").map_err(|e| sys("/dev/null", e))?;
+                (OwnedFd::from(null), None)
+            };
+            (
+                builder
+                    .with_stdin(stdin_child)
+                    .with_stdout(out_w)
+                    .with_stderr(err_w),
+                Some((out_r, err_r, stdin_ours)),
+            )
+        }
+    };
+    let mut container = builder
         .as_init(dir.bundle())
         .with_systemd(false)
         .with_detach(true)
         .build()
         .map_err(lc_err)?;
+    let (out_r, err_r, stdin_ours) = match (pipes, &console) {
+        (Some(p), _) => p,
+        (None, sock) => {
+            let sock = sock
+                .as_ref()
+                .ok_or_else(|| RuntimeError::Shim("no console socket".into()))?;
+            let master = sock.receive_master()?;
+            // stderr shares the pty: the spare pipe just reports EOF.
+            let (err_r, _) = rustix::pipe::pipe().map_err(|e| sys("pipe", e))?;
+            let stdin_ours = if interactive {
+                Some(File::from(master.try_clone().map_err(|e| sys("dup", e))?))
+            } else {
+                None
+            };
+            (master, err_r, stdin_ours)
+        }
+    };
+    drop(console);
     container.start().map_err(lc_err)?;
     crate::timing("container started");
     let pid = container
@@ -680,6 +691,11 @@ fn remove_dir(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) -> bool 
 }
 
 fn exec_mode(a: &ShimArgs) -> i32 {
+    // CVE-2019-5736: the process that enters the container is this binary until it execs.
+    // Non-dumpable, its /proc/PID/exe (and the rest of /proc/PID) is closed to the
+    // container's processes, whatever capabilities they or it hold; execve resets it.
+    // SAFETY: prctl on ourselves.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     match exec_inner(a) {
         Ok(c) => c,
         Err(e) => {
@@ -711,29 +727,76 @@ fn exec_inner(a: &ShimArgs) -> Result<i32> {
     }
     rootfs::check_executable(&rootfs_dir, cmd, &full_env)
         .map_err(|(code, message)| RuntimeError::StartFailed { code, message })?;
+    let cwd = ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone());
+    let builder = ContainerBuilder::new(a.id.clone(), SyscallType::default())
+        .with_executor(crate::seccomp::SeccompExecutor::new(
+            &store.root,
+            crate::seccomp::confined(&cfg.options),
+        )?)
+        .with_root_path(dir.lc_root())
+        .map_err(lc_err)?;
+    if ex.tty {
+        // The process gets a pty made inside the container (its controlling terminal):
+        // libcontainer wants `terminal: true` in a process.json for that.
+        let config_path = dir.bundle().join("config.json");
+        let init_spec = oci_spec::runtime::Spec::load(&config_path)
+            .map_err(|e| RuntimeError::Shim(format!("reading {}: {e}", config_path.display())))?;
+        let mut process = init_spec
+            .process()
+            .clone()
+            .ok_or_else(|| RuntimeError::Shim("the container's spec has no process".into()))?;
+        let mut penv = process.env().clone().unwrap_or_default();
+        for e in &ex.env {
+            crate::process::set_env(&mut penv, e);
+        }
+        let mut puser = oci_spec::runtime::User::default();
+        puser.set_uid(user.uid);
+        puser.set_gid(user.gid);
+        if !user.additional_gids.is_empty() {
+            puser.set_additional_gids(Some(user.additional_gids.clone()));
+        }
+        process
+            .set_terminal(Some(true))
+            .set_args(Some(ex.args.clone()))
+            .set_env(Some(penv))
+            .set_cwd(PathBuf::from(&cwd))
+            .set_user(puser)
+            .set_no_new_privileges(Some(true));
+        let me = std::process::id();
+        let process_json = dir.dir.join(format!("exec-{me}.json"));
+        crate::store::write_json_atomic(&process_json, &process)?;
+        let _rm = RemoveOnDrop(process_json.clone());
+        let sock = crate::tty::ConsoleSocket::bind(&dir.dir, &format!("exec-{me}.sock"))?;
+        let pid = builder
+            .with_console_socket(Some(sock.path()))
+            .as_tenant()
+            .with_process(Some(&process_json))
+            .with_container_args(ex.args.clone())
+            .with_detach(true)
+            .build()
+            .map_err(lc_err)?;
+        let master = sock.receive_master();
+        drop(sock);
+        match master {
+            Ok(m) => crate::tty::relay(m, pid),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(e);
+            }
+        }
+        return Ok(exit_code(waitpid(pid, None)));
+    }
     let env: HashMap<String, String> = ex
         .env
         .iter()
         .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    let mut builder = ContainerBuilder::new(a.id.clone(), SyscallType::default())
-        .with_root_path(dir.lc_root())
-        .map_err(lc_err)?;
-    let mut pty_master = None;
-    if ex.tty {
-        let pty = nix::pty::openpty(None, None).map_err(|e| crate::error::sys("openpty", e))?;
-        let slave = pty.slave;
-        builder = builder
-            .with_stdin(slave.try_clone().map_err(|e| crate::error::sys("dup", e))?)
-            .with_stdout(slave.try_clone().map_err(|e| crate::error::sys("dup", e))?)
-            .with_stderr(slave);
-        pty_master = Some(pty.master);
-    }
     let pid = builder
         .as_tenant()
         .with_container_args(ex.args.clone())
         .with_env(env)
-        .with_cwd(Some(ex.cwd.clone().unwrap_or_else(|| cfg.cwd.clone())))
+        .with_cwd(Some(cwd))
         .with_user(Some(user.uid))
         .with_group(Some(user.gid))
         .with_additional_gids(user.additional_gids.clone())
@@ -741,12 +804,22 @@ fn exec_inner(a: &ShimArgs) -> Result<i32> {
         .with_detach(false)
         .build()
         .map_err(lc_err)?;
-    if let Some(master) = pty_master {
-        crate::tty::relay(master, pid);
-    }
-    Ok(match waitpid(pid, None) {
+    Ok(exit_code(waitpid(pid, None)))
+}
+
+fn exit_code(w: nix::Result<WaitStatus>) -> i32 {
+    match w {
         Ok(WaitStatus::Exited(_, c)) => c,
         Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
         _ => 255,
-    })
+    }
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

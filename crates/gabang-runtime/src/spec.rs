@@ -1,6 +1,6 @@
 //! The OCI runtime spec (`bundle/config.json`) for a container, with docker's security
-//! defaults: docker's capability set, `no_new_privs`, a seccomp profile denying the
-//! syscalls docker's default profile denies, masked and read-only `/proc` paths, a
+//! defaults: docker's capability set, `no_new_privs`, docker's default seccomp allow-list
+//! (`seccomp.rs`), masked and read-only `/proc` paths, a
 //! device cgroup allow-list, and no rlimits (this machine cannot raise any: lacking
 //! CAP_SYS_RESOURCE, the container inherits the shim's limits).
 
@@ -30,65 +30,12 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Syscalls refused with EPERM (the ones docker's default profile leaves out, for an
-/// unprivileged container without extra capabilities).
-pub const DENIED_SYSCALLS: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "sysfs",
-    "syslog",
-    "_sysctl",
-    "umount",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vm86",
-    "vm86old",
-];
+/// Syscalls the default seccomp profile refuses (the profile itself is an allow-list).
+pub use crate::seccomp::DENIED_SYSCALLS;
+
+/// The label (`--security-opt seccomp=unconfined` sets it to `unconfined`) that turns the
+/// default seccomp profile off for a container.
+pub const SECCOMP_LABEL: &str = "io.gabang.security-opt.seccomp";
 
 const MASKED: &[&str] = &[
     "/proc/asound",
@@ -129,7 +76,10 @@ pub struct SpecInput<'a> {
     pub host_network: bool,
     /// (source on host, destination, read_only) bind mounts, including /etc files.
     pub binds: Vec<(PathBuf, String, bool)>,
+    /// The default seccomp profile applies (recorded as an annotation; loaded by the shim).
     pub seccomp: bool,
+    /// The process gets a pty (created inside the container, see `shim.rs`).
+    pub terminal: bool,
     pub cgroup_parent: Option<&'a str>,
 }
 
@@ -213,7 +163,7 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
             resources["pids"] = json!({"limit": p});
         }
     }
-    let mut linux = json!({
+    let linux = json!({
         "namespaces": namespaces,
         "cgroupsPath": cgroups_path(i.cgroup_parent, i.id),
         "resources": resources,
@@ -221,13 +171,7 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
         "readonlyPaths": READONLY,
         "rootfsPropagation": "private",
     });
-    if i.seccomp {
-        linux["seccomp"] = json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-            "syscalls": [{"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
-        });
-    }
+
     let mut user = json!({"uid": i.user.uid, "gid": i.user.gid});
     if !i.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(i.user.additional_gids);
@@ -235,7 +179,7 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
     let spec: Value = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": i.terminal,
             "user": user,
             "args": i.args,
             "env": i.env,
@@ -247,6 +191,8 @@ pub fn build_spec(i: &SpecInput<'_>) -> Result<Spec> {
         "hostname": i.hostname,
         "mounts": mounts,
         "linux": linux,
+        // The profile is not in `linux.seccomp`: the shim loads it precompiled (seccomp.rs).
+        "annotations": {SECCOMP_LABEL: if i.seccomp { "default" } else { "unconfined" }},
     });
     serde_json::from_value(spec).map_err(|e| RuntimeError::Shim(format!("building OCI spec: {e}")))
 }
@@ -286,6 +232,7 @@ mod tests {
             cgroup_parent: None,
             binds: vec![],
             seccomp: true,
+            terminal: false,
         })
         .unwrap();
         let p = s.process().as_ref().unwrap();
@@ -297,7 +244,12 @@ mod tests {
         assert_eq!(r.memory().as_ref().unwrap().limit(), Some(32 << 20));
         assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
         assert_eq!(r.pids().as_ref().unwrap().limit(), 50);
-        assert!(l.seccomp().is_some());
+        assert_eq!(
+            s.annotations().as_ref().unwrap()[SECCOMP_LABEL],
+            "default",
+            "seccomp on"
+        );
+        assert_eq!(p.terminal(), Some(false));
         assert!(l
             .masked_paths()
             .as_ref()
