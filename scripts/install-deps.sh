@@ -16,6 +16,9 @@ want curl curl
 want nft nftables
 want ip iproute2
 dpkg -s libseccomp-dev >/dev/null 2>&1 || need_pkgs+=(libseccomp-dev)
+# the runtime's escape tests build a static C probe
+want gcc gcc
+dpkg -s libc6-dev >/dev/null 2>&1 || need_pkgs+=(libc6-dev)
 # busybox from busybox-static must be the static one (tests copy it into images)
 if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q static; then
   need_pkgs+=(busybox-static)
