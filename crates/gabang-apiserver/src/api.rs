@@ -273,6 +273,9 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         (Method::PUT, Some(n), Some("scale")) if def.scale => api.scale(ns, n, &r, false).await,
         (Method::PATCH, Some(n), Some("scale")) if def.scale => api.scale(ns, n, &r, true).await,
         (Method::POST, Some(n), Some("binding")) if def.kind == "Pod" => api.bind(ns, n, &r).await,
+        (Method::POST, Some(n), Some("eviction")) if def.kind == "Pod" => {
+            api.evict(ns, n, &r).await
+        }
         (Method::POST, Some(n), Some("binding" | "scale" | "status")) => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -385,6 +388,16 @@ fn random_suffix() -> String {
     (0..5)
         .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
         .collect()
+}
+
+/// How to delete: propagation policy, grace period, preconditions, dry run.
+#[derive(Default, Clone, Copy)]
+struct DeleteOpts<'a> {
+    policy: Option<&'a str>,
+    grace: Option<i64>,
+    precondition_rv: Option<&'a str>,
+    precondition_uid: Option<&'a str>,
+    dry_run: bool,
 }
 
 struct Api<'a> {
@@ -961,6 +974,64 @@ impl Api<'_> {
         ))
     }
 
+    /// `pods/eviction` (policy/v1 Eviction): a graceful delete with the Eviction's
+    /// deleteOptions. No PodDisruptionBudgets are served, so every eviction is allowed.
+    async fn evict(&self, ns: Option<&str>, name: &str, r: &Req) -> ApiResult<Response> {
+        let ev = r.json_body()?;
+        let ev_name = name_of(&ev);
+        if !ev_name.is_empty() && ev_name != name {
+            return Err(ApiError::bad_request(format!(
+                "name in URL does not match name in Eviction object ({ev_name} != {name})"
+            )));
+        }
+        let ev_ns = ev
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !ev_ns.is_empty() && Some(ev_ns) != ns {
+            return Err(ApiError::bad_request(format!(
+                "namespace in URL does not match namespace in Eviction object ({ev_ns})"
+            )));
+        }
+        let opts = ev.get("deleteOptions").cloned().unwrap_or(json!({}));
+        let grace = match opts.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => None,
+            Some(g) => Some(g.as_i64().filter(|g| *g >= 0).ok_or_else(|| {
+                ApiError::invalid(
+                    "Eviction",
+                    "policy",
+                    name,
+                    &[(
+                        "deleteOptions.gracePeriodSeconds".into(),
+                        format!("Invalid value: {g}: must be greater than or equal to 0"),
+                    )],
+                )
+            })?),
+        };
+        let dry_run = r.dry_run()
+            || opts["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|x| x == "All"));
+        self.delete_one(
+            ns,
+            name,
+            DeleteOpts {
+                policy: opts["propagationPolicy"].as_str(),
+                grace,
+                precondition_rv: opts
+                    .pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str),
+                precondition_uid: opts.pointer("/preconditions/uid").and_then(Value::as_str),
+                dry_run,
+            },
+        )
+        .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
+    }
+
     async fn delete(&self, ns: Option<&str>, name: &str, r: &Req) -> ApiResult<Response> {
         let opts: Value = if r.body.is_empty() {
             json!({})
@@ -979,11 +1050,15 @@ impl Api<'_> {
             .delete_one(
                 ns,
                 name,
-                policy.as_deref(),
-                grace,
-                opts.pointer("/preconditions/resourceVersion")
-                    .and_then(Value::as_str),
-                r.dry_run(),
+                DeleteOpts {
+                    policy: policy.as_deref(),
+                    grace,
+                    precondition_rv: opts
+                        .pointer("/preconditions/resourceVersion")
+                        .and_then(Value::as_str),
+                    precondition_uid: opts.pointer("/preconditions/uid").and_then(Value::as_str),
+                    dry_run: r.dry_run(),
+                },
             )
             .await?;
         ok(obj)
@@ -994,16 +1069,24 @@ impl Api<'_> {
         &self,
         ns: Option<&str>,
         name: &str,
-        policy: Option<&str>,
-        grace: Option<i64>,
-        precondition_rv: Option<&str>,
-        dry_run: bool,
+        o: DeleteOpts<'_>,
     ) -> ApiResult<Value> {
+        let DeleteOpts {
+            policy,
+            grace,
+            precondition_rv,
+            precondition_uid,
+            dry_run,
+        } = o;
         let def = self.def;
         let key = self.key(ns, name);
         for _ in 0..8 {
             let (mut obj, mod_rev) = self.read(ns, name).await?;
-            if precondition_rv.is_some_and(|rv| rv != mod_rev.to_string()) {
+            if precondition_rv.is_some_and(|rv| rv != mod_rev.to_string())
+                || precondition_uid.is_some_and(|u| {
+                    obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(u)
+                })
+            {
                 return Err(ApiError::conflict(def.group, def.plural, name));
             }
             let meta = &mut obj["metadata"];
@@ -1123,10 +1206,11 @@ impl Api<'_> {
                 .delete_one(
                     ons.as_deref(),
                     &name,
-                    r.q("propagationPolicy"),
-                    None,
-                    None,
-                    r.dry_run(),
+                    DeleteOpts {
+                        policy: r.q("propagationPolicy"),
+                        dry_run: r.dry_run(),
+                        ..Default::default()
+                    },
                 )
                 .await
             {
