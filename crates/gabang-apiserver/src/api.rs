@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::discovery;
 use crate::resources::{self, ResourceDef, RESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
+use crate::stats::Verb;
 use crate::status::ApiError;
 use crate::table;
 use crate::validate;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub store: Arc<dyn Backend>,
     pub token: String,
     pub addr: String,
+    pub counters: Arc<crate::stats::Counters>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -239,6 +241,16 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
     }
     let ns = if def.namespaced { ns } else { None };
     let api = Api { st: &st, def };
+    st.counters.add(match (&r.method, name) {
+        (&Method::GET, None) if is_watch(&r) => Verb::Watch,
+        (&Method::GET, None) => Verb::List,
+        (&Method::GET, Some(_)) if is_watch(&r) => Verb::Watch,
+        (&Method::GET, Some(_)) => Verb::Get,
+        (&Method::POST, _) => Verb::Create,
+        (&Method::PUT, _) => Verb::Update,
+        (&Method::PATCH, _) => Verb::Patch,
+        _ => Verb::Delete,
+    });
     match (r.method.clone(), name, sub) {
         (Method::GET, None, None) => {
             if is_watch(&r) {
