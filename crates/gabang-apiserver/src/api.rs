@@ -15,6 +15,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::discovery;
+use crate::managed;
 use crate::resources::{self, ResourceDef, RESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::stats::Verb;
@@ -59,6 +60,7 @@ struct Req {
     query: HashMap<String, String>,
     table: bool,
     content_type: String,
+    user_agent: String,
     body: bytes::Bytes,
 }
 
@@ -91,6 +93,12 @@ impl Req {
     }
     fn strict(&self) -> bool {
         self.q("fieldValidation") == Some("Strict")
+    }
+    fn is_apply(&self) -> bool {
+        self.content_type == "application/apply-patch+yaml"
+    }
+    fn manager(&self) -> String {
+        managed::manager_of(self.q("fieldManager"), &self.user_agent)
     }
 }
 
@@ -162,6 +170,12 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .trim()
         .to_string();
     let method = req.method().clone();
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -188,6 +202,7 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         query,
         table,
         content_type,
+        user_agent,
         body,
     };
 
@@ -420,6 +435,15 @@ struct Api<'a> {
 impl Api<'_> {
     fn key(&self, ns: Option<&str>, name: &str) -> String {
         resources::key(self.def, ns, name)
+    }
+
+    fn op<'o>(&self, manager: &'o str, sub: Sub, time: &'o str) -> managed::Op<'o> {
+        managed::Op {
+            manager,
+            api_version: self.def.api_version(),
+            subresource: if sub == Sub::Status { "status" } else { "" },
+            time,
+        }
     }
 
     fn not_found(&self, name: &str) -> ApiError {
@@ -665,6 +689,12 @@ impl Api<'_> {
         if self.def.kind == "Service" {
             self.allocate_cluster_ip(&mut obj).await?;
         }
+        let manager = r.manager();
+        managed::record_update(
+            None,
+            &mut obj,
+            &self.op(&manager, Sub::Main, &now_rfc3339()),
+        );
         let name = name_of(&obj);
         if r.dry_run() {
             return Ok(json_response(StatusCode::CREATED, &obj));
@@ -719,6 +749,9 @@ impl Api<'_> {
             Sub::Status => {
                 let mut o = current.clone();
                 o["status"] = new.get("status").cloned().unwrap_or(json!({}));
+                if r.is_apply() {
+                    o["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
+                }
                 o
             }
             Sub::Main => {
@@ -786,6 +819,14 @@ impl Api<'_> {
         };
         out["metadata"]["resourceVersion"] = json!(mod_rev.to_string());
         let mut out = self.check(out, r.strict())?;
+        if !r.is_apply() {
+            let manager = r.manager();
+            managed::record_update(
+                Some(current),
+                &mut out,
+                &self.op(&manager, sub, &now_rfc3339()),
+            );
+        }
         if r.dry_run() {
             return Ok(out);
         }
@@ -859,13 +900,26 @@ impl Api<'_> {
     }
 
     async fn patch(&self, ns: Option<&str>, name: &str, r: &Req, sub: Sub) -> ApiResult<Response> {
-        let apply = r.content_type == "application/apply-patch+yaml";
+        let apply = r.is_apply();
+        let manager = r.manager();
+        if apply && r.q("fieldManager").is_none() {
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml requires the fieldManager query parameter",
+            ));
+        }
+        let force = r.q("force") == Some("true");
         for _ in 0..8 {
             let (current, mod_rev) = match self.read(ns, name).await {
                 Ok(x) => x,
                 Err(e) if apply && e.code == 404 && sub == Sub::Main => {
                     // Server-side apply of a new object creates it.
-                    let mut obj = self.prepare_create(ns, r.json_body()?, r.strict()).await?;
+                    let seeded = managed::apply(
+                        &json!({}),
+                        &r.json_body()?,
+                        &self.op(&manager, sub, &now_rfc3339()),
+                        true,
+                    )?;
+                    let mut obj = self.prepare_create(ns, seeded, r.strict()).await?;
                     if self.def.kind == "Service" {
                         self.allocate_cluster_ip(&mut obj).await?;
                     }
@@ -882,7 +936,22 @@ impl Api<'_> {
                 }
                 Err(e) => return Err(e),
             };
-            let mut new = self.apply_patch(&current, r)?;
+            let mut new = if apply {
+                let body = r.json_body()?;
+                if !body.is_object() {
+                    return Err(ApiError::bad_request(
+                        "the applied configuration must be an object",
+                    ));
+                }
+                managed::apply(
+                    &current,
+                    &body,
+                    &self.op(&manager, sub, &now_rfc3339()),
+                    force,
+                )?
+            } else {
+                self.apply_patch(&current, r)?
+            };
             let pinned = new.pointer("/metadata/resourceVersion")
                 != current.pointer("/metadata/resourceVersion");
             if !pinned {

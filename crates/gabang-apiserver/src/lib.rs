@@ -5,7 +5,8 @@
 //! HTTP/2) with one handler (`api.rs`) that authenticates, routes `/api` and `/apis`
 //! paths through the resource table (`resources.rs`) and runs the verbs. Around it:
 //! discovery and OpenAPI (`discovery.rs`), defaulting and validation (`validate.rs`),
-//! strategic merge patch (`smp.rs`), `pods/log` and `pods/exec` proxied to the node agent
+//! strategic merge patch (`smp.rs`), field ownership and server-side apply
+//! (`managed.rs`), `pods/log` and `pods/exec` proxied to the node agent
 //! (`proxy.rs`), label/field selectors (`selectors.rs`),
 //! `kubectl get` tables (`table.rs`), `Status` errors (`status.rs`) and request
 //! counters by verb (`stats.rs`, read through [`ServerHandle::requests`]).
@@ -15,6 +16,7 @@
 
 mod api;
 mod discovery;
+mod managed;
 mod pki;
 mod proxy;
 mod resources;

@@ -158,7 +158,25 @@ async fn status_generation_and_patches() {
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}}),
     );
     assert_eq!(code, 200, "{out}");
-    assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
+    // The manager no longer applies "a": it is removed; another manager's field stays.
+    assert_eq!(out["data"], json!({"b": "2"}));
+    let (code, out) = send(
+        &s,
+        "PATCH",
+        "application/apply-patch+yaml",
+        "/api/v1/namespaces/default/configmaps/ssa?fieldManager=u",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"c": "3"}}),
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["data"], json!({"b": "2", "c": "3"}));
+    let (code, _) = send(
+        &s,
+        "PATCH",
+        "application/apply-patch+yaml",
+        "/api/v1/namespaces/default/configmaps/ssa",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}}),
+    );
+    assert_eq!(code, 400, "apply needs a fieldManager");
     s.handle.shutdown().await;
 }
 

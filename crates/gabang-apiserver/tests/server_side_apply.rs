@@ -1,0 +1,156 @@
+//! Server-side apply with real kubectl: `apply --server-side` creates and updates,
+//! drops fields the manager stops applying, records `metadata.managedFields`
+//! (Apply and Update entries), and refuses a second manager's change to an owned
+//! field (409) unless `--force-conflicts`.
+
+mod support;
+
+use serde_json::Value;
+
+const DEPLOY: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:IMAGE
+        ports:
+        - containerPort: 80
+        env:
+        - {name: A, value: "1"}
+"#;
+
+fn live(s: &support::TestServer) -> Value {
+    let out = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn entry<'a>(obj: &'a Value, manager: &str, operation: &str) -> Option<&'a Value> {
+    obj["metadata"]["managedFields"]
+        .as_array()?
+        .iter()
+        .find(|e| e["manager"] == manager && e["operation"] == operation)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_owns_fields_and_conflicts() {
+    let s = support::start().await;
+    let f = s.write("d.yaml", &DEPLOY.replace("IMAGE", "1.25"));
+    let out = s.ok(&["apply", "--server-side", "-f", &f]);
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    let d = live(&s);
+    let e = entry(&d, "kubectl", "Apply").expect("an Apply entry for kubectl");
+    assert_eq!(e["apiVersion"], "apps/v1");
+    assert_eq!(e["fieldsType"], "FieldsV1");
+    assert!(e["time"].is_string());
+    let fv = &e["fieldsV1"];
+    assert_eq!(fv["f:spec"]["f:replicas"], serde_json::json!({}));
+    assert_eq!(
+        fv["f:metadata"]["f:labels"],
+        serde_json::json!({".": {}, "f:app": {}, "f:tier": {}})
+    );
+    let c = &fv["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
+    assert!(c["f:image"].is_object() && c["f:env"].is_object(), "{fv}");
+    // Defaults are the server's, not the applier's.
+    assert!(fv["f:spec"].get("f:revisionHistoryLimit").is_none(), "{fv}");
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+
+    // A second apply with a changed field; a dropped label and env var are removed.
+    let changed = DEPLOY
+        .replace("IMAGE", "1.26")
+        .replace(", tier: front", "")
+        .replace("        env:\n        - {name: A, value: \"1\"}\n", "");
+    let f = s.write("d.yaml", &changed);
+    let out = s.ok(&["apply", "--server-side", "-f", &f]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let d = live(&s);
+    let c0 = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c0["image"], "nginx:1.26");
+    assert!(c0.get("env").is_none(), "env no longer applied: {c0}");
+    assert!(d["metadata"]["labels"].get("tier").is_none(), "{d}");
+    assert_eq!(d["metadata"]["generation"], 2);
+    assert_eq!(
+        d["metadata"]["managedFields"].as_array().unwrap().len(),
+        1,
+        "{d}"
+    );
+
+    // Another manager changing a field kubectl owns: a conflict.
+    let theirs = changed.replace("replicas: 2", "replicas: 3");
+    let f2 = s.write("d2.yaml", &theirs);
+    let err = s.fails(&["apply", "--server-side", "--field-manager=ops", "-f", &f2]);
+    assert!(
+        err.contains("conflict with \"kubectl\"") && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    assert_eq!(live(&s)["spec"]["replicas"], 2, "nothing changed");
+    // Applying the same values is no conflict: both managers own them.
+    let out = s.ok(&["apply", "--server-side", "--field-manager=ops", "-f", &f]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    assert!(entry(&live(&s), "ops", "Apply").is_some());
+    // Forced: ops takes spec.replicas over.
+    s.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "--force-conflicts",
+        "-f",
+        &f2,
+    ]);
+    let d = live(&s);
+    assert_eq!(d["spec"]["replicas"], 3);
+    let mine = entry(&d, "kubectl", "Apply").unwrap();
+    assert!(
+        mine["fieldsV1"]["f:spec"].get("f:replicas").is_none(),
+        "{d}"
+    );
+    let ops = entry(&d, "ops", "Apply").unwrap();
+    assert!(ops["fieldsV1"]["f:spec"]["f:replicas"].is_object(), "{d}");
+
+    // An Update (scale) takes the field from its owner; the next apply conflicts.
+    s.ok(&["scale", "deploy", "web", "--replicas=5"]);
+    let d = live(&s);
+    let updates: Vec<&Value> = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "Update")
+        .collect();
+    assert_eq!(updates.len(), 1, "{d}");
+    assert!(updates[0]["fieldsV1"]["f:spec"]["f:replicas"].is_object());
+    let err = s.fails(&["apply", "--server-side", "--field-manager=ops", "-f", &f2]);
+    assert!(err.contains(".spec.replicas"), "{err}");
+
+    // Plain creates and edits are recorded as Updates.
+    let cm = s.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
+    );
+    s.ok(&["create", "-f", &cm]);
+    let out = s.ok(&["get", "cm", "c", "-o", "json", "--show-managed-fields"]);
+    let c: Value = serde_json::from_str(&out).unwrap();
+    let e = &c["metadata"]["managedFields"][0];
+    assert_eq!(e["operation"], "Update");
+    assert_eq!(e["manager"], "kubectl-create");
+    assert_eq!(e["fieldsV1"]["f:data"]["f:k"], serde_json::json!({}));
+    s.handle.shutdown().await;
+}
