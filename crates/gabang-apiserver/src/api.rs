@@ -820,12 +820,17 @@ impl Api<'_> {
         out["metadata"]["resourceVersion"] = json!(mod_rev.to_string());
         let mut out = self.check(out, r.strict())?;
         if !r.is_apply() {
-            let manager = r.manager();
-            managed::record_update(
-                Some(current),
-                &mut out,
-                &self.op(&manager, sub, &now_rfc3339()),
-            );
+            let given = out.pointer("/metadata/managedFields");
+            if given.is_some() && given != current.pointer("/metadata/managedFields") {
+                // The writer set managedFields itself (kubectl's client-side to
+                // server-side apply migration does): honoured as written.
+                let list = managed::entries(&out);
+                managed::set_entries(&mut out, &list);
+            } else {
+                let manager = r.manager();
+                let now = now_rfc3339();
+                managed::record_update(Some(current), &mut out, &self.op(&manager, sub, &now));
+            }
         }
         if r.dry_run() {
             return Ok(out);

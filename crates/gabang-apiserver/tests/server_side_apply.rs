@@ -140,6 +140,17 @@ async fn kubectl_server_side_apply_owns_fields_and_conflicts() {
     let err = s.fails(&["apply", "--server-side", "--field-manager=ops", "-f", &f2]);
     assert!(err.contains(".spec.replicas"), "{err}");
 
+    // An object made by client-side apply moves to server-side apply without
+    // conflicts (kubectl migrates the client-side manager's fields).
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n";
+    let fs = s.write("s.yaml", svc);
+    s.ok(&["apply", "-f", &fs]);
+    let fs = s.write("s.yaml", &svc.replace("port: 80", "port: 81"));
+    let out = s.ok(&["apply", "--server-side", "-f", &fs]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let port = s.ok(&["get", "svc", "s", "-o", "jsonpath={.spec.ports[*].port}"]);
+    assert_eq!(port, "81");
+
     // Plain creates and edits are recorded as Updates.
     let cm = s.write(
         "cm.yaml",
