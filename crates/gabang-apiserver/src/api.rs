@@ -674,10 +674,50 @@ impl Api<'_> {
                     .map(String::from)
             })
             .collect();
-        let ip = (10u32..65534)
+        // Each candidate is claimed with a create-only key in the store, so API
+        // servers sharing one store (or concurrent creates in one) never hand out the
+        // same address. A claim whose service never got stored (or was deleted)
+        // goes stale after a minute and may be taken over.
+        let now = chrono::Utc::now().timestamp();
+        let claim = serde_json::to_vec(&json!({
+            "service": format!("{}/{}", obj["metadata"]["namespace"].as_str().unwrap_or(""), name_of(obj)),
+            "at": now,
+        }))
+        .unwrap_or_default();
+        let mut found = None;
+        for ip in (10u32..65534)
             .map(|i| format!("10.96.{}.{}", i / 256, i % 256))
-            .find(|ip| !used.contains(ip))
-            .ok_or_else(|| ApiError::internal("no free cluster IP in 10.96.0.0/16"))?;
+            .filter(|ip| !used.contains(ip))
+        {
+            let key = format!("/registry/clusterips/{ip}");
+            match self.st.store.create(&key, claim.clone(), None).await {
+                Ok(_) => {
+                    found = Some(ip);
+                    break;
+                }
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let Some(kv) = self.st.store.get(&key, None).await?.kv else {
+                continue;
+            };
+            let at = serde_json::from_slice::<Value>(&kv.value)
+                .ok()
+                .and_then(|v| v["at"].as_i64())
+                .unwrap_or(0);
+            if now - at > 60
+                && self
+                    .st
+                    .store
+                    .update(&key, claim.clone(), kv.mod_revision, None)
+                    .await
+                    .is_ok()
+            {
+                found = Some(ip);
+                break;
+            }
+        }
+        let ip = found.ok_or_else(|| ApiError::internal("no free cluster IP in 10.96.0.0/16"))?;
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
         Ok(())

@@ -251,7 +251,26 @@ async fn two_api_servers_share_one_etcd() {
         "{err}"
     );
 
-    a.handle.shutdown().await;
-    b.handle.shutdown().await;
+    // Services made at once through both servers get distinct cluster IPs.
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let mut threads = Vec::new();
+    for i in 0..16 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        threads.push(std::thread::spawn(move || {
+            let (code, svc) = send(
+                &s,
+                "POST",
+                "application/json",
+                "/api/v1/namespaces/default/services",
+                &json!({"metadata": {"name": format!("s{i}")}, "spec": {"ports": [{"port": 80}]}}),
+            );
+            assert_eq!(code, 201, "{svc}");
+            svc["spec"]["clusterIP"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut ips: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 16, "duplicate cluster IPs: {ips:?}");
     drop(etcd);
 }
