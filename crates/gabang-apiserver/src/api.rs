@@ -355,7 +355,7 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, v) in i {
-                if v.is_null() {
+                if v.is_null() || resources::is_empty_map_field(key, v) {
                     continue;
                 }
                 let p = if path.is_empty() {

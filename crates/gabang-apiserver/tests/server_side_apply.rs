@@ -165,3 +165,65 @@ async fn kubectl_server_side_apply_owns_fields_and_conflicts() {
     assert_eq!(e["fieldsV1"]["f:data"]["f:k"], serde_json::json!({}));
     s.handle.shutdown().await;
 }
+
+/// `kubectl diff` (client- and server-side) and `apply --dry-run=server`: they ask
+/// for `/openapi/v2`, get 404 and go on with kubectl's compiled-in types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_diff_and_server_dry_run() {
+    let s = support::start().await;
+    let f = s.write("d.yaml", &DEPLOY.replace("IMAGE", "1.25"));
+    s.ok(&["apply", "--server-side", "-f", &f]);
+    let same = s.kubectl(&["diff", "-f", &f]);
+    assert_eq!(same.status.code(), Some(0), "{same:?}");
+    let f2 = s.write("d2.yaml", &DEPLOY.replace("IMAGE", "1.26"));
+    for extra in [&[][..], &["--server-side"][..]] {
+        let mut args = vec!["diff"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-f", &f2]);
+        let out = s.kubectl(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            text.contains("-        image: nginx:1.25")
+                && text.contains("+        image: nginx:1.26"),
+            "{text}"
+        );
+    }
+    let out = s.ok(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        &f2,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(out, "nginx:1.26");
+    let live = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(live, "nginx:1.25", "a dry run stores nothing");
+    let (code, _) = s.curl(true, &[], "/openapi/v2");
+    assert_eq!(code, 404);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_maps_are_left_out_like_go_does() {
+    let s = support::start().await;
+    let f = s.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\n  labels: {}\n  annotations: {}\ndata: {}\n",
+    );
+    // kubectl validates strictly by default: empty maps are not unknown fields.
+    s.ok(&["apply", "-f", &f]);
+    let out = s.ok(&["get", "cm", "e", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["metadata"].get("labels").is_none(), "{v}");
+    assert!(v.get("data").is_none(), "{v}");
+    s.handle.shutdown().await;
+}
