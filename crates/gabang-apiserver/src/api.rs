@@ -872,7 +872,9 @@ impl Api<'_> {
                 managed::record_update(Some(current), &mut out, &self.op(&manager, sub, &now));
             }
         }
-        if r.dry_run() {
+        if r.dry_run() || out == *current {
+            // A dry run, or a write that changes nothing: nothing is stored and the
+            // resourceVersion stays (as in Kubernetes).
             return Ok(out);
         }
         let key = self.key(ns, name);

@@ -534,15 +534,20 @@ pub fn apply(live: &Value, applied: &Value, op: &Op<'_>, force: bool) -> Result<
         e.fields
             .retain(|p| now_fields.contains(p) && !(force && diffs.contains(p)));
     }
-    list.retain(|e| !mine(e));
-    list.push(Entry {
+    let entry = Entry {
         manager: op.manager.to_string(),
         operation: "Apply".into(),
         api_version: op.api_version.to_string(),
         time: op.time.to_string(),
         subresource: op.subresource.to_string(),
         fields: wanted,
-    });
+    };
+    match list.iter_mut().find(|e| mine(e)) {
+        // A no-op apply leaves the entry (and so the object) as it was.
+        Some(e) if diffs.is_empty() && e.fields == entry.fields => {}
+        Some(e) => *e = entry,
+        None => list.push(entry),
+    }
     set_entries(&mut merged, &list);
     Ok(merged)
 }

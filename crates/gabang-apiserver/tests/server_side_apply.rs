@@ -173,6 +173,23 @@ async fn kubectl_diff_and_server_dry_run() {
     let s = support::start().await;
     let f = s.write("d.yaml", &DEPLOY.replace("IMAGE", "1.25"));
     s.ok(&["apply", "--server-side", "-f", &f]);
+    let rv = |s: &support::TestServer| {
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let before = rv(&s);
+    // A no-op apply (or replace) writes nothing: the resourceVersion stays.
+    s.ok(&["apply", "--server-side", "-f", &f]);
+    assert_eq!(rv(&s), before);
+    let y = s.ok(&["get", "deploy", "web", "-o", "yaml"]);
+    let fy = s.write("live.yaml", &y);
+    s.ok(&["replace", "-f", &fy]);
+    assert_eq!(rv(&s), before);
     let same = s.kubectl(&["diff", "-f", &f]);
     assert_eq!(same.status.code(), Some(0), "{same:?}");
     let f2 = s.write("d2.yaml", &DEPLOY.replace("IMAGE", "1.26"));
