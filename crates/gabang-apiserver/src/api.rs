@@ -1546,5 +1546,18 @@ pub async fn bootstrap(store: &Arc<dyn Backend>) -> Result<(), StoreError> {
             Err(e) => return Err(e),
         }
     }
+    // Namespaces left terminating by a server that stopped mid-purge (this one
+    // before a restart, or another sharing the store) are finished here.
+    let page = store
+        .list("/registry/namespaces/", ListOptions::default())
+        .await?;
+    for kv in page.items {
+        let Ok(ns) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+            tokio::spawn(purge_namespace(store.clone(), name_of(&ns)));
+        }
+    }
     Ok(())
 }
