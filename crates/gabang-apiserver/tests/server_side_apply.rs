@@ -244,3 +244,37 @@ async fn empty_maps_are_left_out_like_go_does() {
     assert!(v.get("data").is_none(), "{v}");
     s.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_to_the_status_subresource_is_recorded_as_such() {
+    let s = support::start().await;
+    let f = s.write("d.yaml", &DEPLOY.replace("IMAGE", "1.25"));
+    s.ok(&["apply", "--server-side", "-f", &f]);
+    let body = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"}, "status": {"replicas": 2, "readyReplicas": 1}});
+    let (code, out) = s.curl(
+        true,
+        &[
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/apply-patch+yaml",
+            "-d",
+            &body.to_string(),
+        ],
+        "/apis/apps/v1/namespaces/default/deployments/web/status?fieldManager=ctrl",
+    );
+    assert_eq!(code, 200, "{out}");
+    let d = live(&s);
+    assert_eq!(d["status"]["readyReplicas"], 1);
+    let e = entry(&d, "ctrl", "Apply").expect("ctrl's Apply entry");
+    assert_eq!(e["subresource"], "status");
+    assert!(
+        e["fieldsV1"]["f:status"]["f:readyReplicas"].is_object(),
+        "{e}"
+    );
+    assert!(e["fieldsV1"].get("f:spec").is_none(), "{e}");
+    // The main resource's applier keeps its fields.
+    assert!(entry(&d, "kubectl", "Apply").unwrap()["fieldsV1"]["f:spec"].is_object());
+    s.handle.shutdown().await;
+}
