@@ -15,8 +15,10 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::discovery;
+use crate::managed;
 use crate::resources::{self, ResourceDef, RESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
+use crate::stats::Verb;
 use crate::status::ApiError;
 use crate::table;
 use crate::validate;
@@ -29,6 +31,7 @@ pub struct AppState {
     pub store: Arc<dyn Backend>,
     pub token: String,
     pub addr: String,
+    pub counters: Arc<crate::stats::Counters>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -57,6 +60,7 @@ struct Req {
     query: HashMap<String, String>,
     table: bool,
     content_type: String,
+    user_agent: String,
     body: bytes::Bytes,
 }
 
@@ -93,6 +97,12 @@ impl Req {
     }
     fn strict(&self) -> bool {
         self.q("fieldValidation") == Some("Strict")
+    }
+    fn is_apply(&self) -> bool {
+        self.content_type == "application/apply-patch+yaml"
+    }
+    fn manager(&self) -> String {
+        managed::manager_of(self.q("fieldManager"), &self.user_agent)
     }
 }
 
@@ -164,6 +174,12 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .trim()
         .to_string();
     let method = req.method().clone();
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -190,6 +206,7 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         query,
         table,
         content_type,
+        user_agent,
         body,
     };
 
@@ -243,6 +260,16 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
     }
     let ns = if def.namespaced { ns } else { None };
     let api = Api { st: &st, def };
+    st.counters.add(match (&r.method, name) {
+        (&Method::GET, None) if is_watch(&r) => Verb::Watch,
+        (&Method::GET, None) => Verb::List,
+        (&Method::GET, Some(_)) if is_watch(&r) => Verb::Watch,
+        (&Method::GET, Some(_)) => Verb::Get,
+        (&Method::POST, _) => Verb::Create,
+        (&Method::PUT, _) => Verb::Update,
+        (&Method::PATCH, _) => Verb::Patch,
+        _ => Verb::Delete,
+    });
     match (r.method.clone(), name, sub) {
         (Method::GET, None, None) => {
             if is_watch(&r) {
@@ -277,6 +304,9 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         (Method::PUT, Some(n), Some("scale")) if def.scale => api.scale(ns, n, &r, false).await,
         (Method::PATCH, Some(n), Some("scale")) if def.scale => api.scale(ns, n, &r, true).await,
         (Method::POST, Some(n), Some("binding")) if def.kind == "Pod" => api.bind(ns, n, &r).await,
+        (Method::POST, Some(n), Some("eviction")) if def.kind == "Pod" => {
+            api.evict(ns, n, &r).await
+        }
         (Method::POST, Some(n), Some("binding" | "scale" | "status")) => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -329,7 +359,7 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, v) in i {
-                if v.is_null() {
+                if v.is_null() || resources::is_empty_map_field(key, v) {
                     continue;
                 }
                 let p = if path.is_empty() {
@@ -391,6 +421,16 @@ fn random_suffix() -> String {
         .collect()
 }
 
+/// How to delete: propagation policy, grace period, preconditions, dry run.
+#[derive(Default, Clone, Copy)]
+struct DeleteOpts<'a> {
+    policy: Option<&'a str>,
+    grace: Option<i64>,
+    precondition_rv: Option<&'a str>,
+    precondition_uid: Option<&'a str>,
+    dry_run: bool,
+}
+
 struct Api<'a> {
     st: &'a AppState,
     def: &'static ResourceDef,
@@ -399,6 +439,15 @@ struct Api<'a> {
 impl Api<'_> {
     fn key(&self, ns: Option<&str>, name: &str) -> String {
         resources::key(self.def, ns, name)
+    }
+
+    fn op<'o>(&self, manager: &'o str, sub: Sub, time: &'o str) -> managed::Op<'o> {
+        managed::Op {
+            manager,
+            api_version: self.def.api_version(),
+            subresource: if sub == Sub::Status { "status" } else { "" },
+            time,
+        }
     }
 
     fn not_found(&self, name: &str) -> ApiError {
@@ -629,10 +678,50 @@ impl Api<'_> {
                     .map(String::from)
             })
             .collect();
-        let ip = (10u32..65534)
+        // Each candidate is claimed with a create-only key in the store, so API
+        // servers sharing one store (or concurrent creates in one) never hand out the
+        // same address. A claim whose service never got stored (or was deleted)
+        // goes stale after a minute and may be taken over.
+        let now = chrono::Utc::now().timestamp();
+        let claim = serde_json::to_vec(&json!({
+            "service": format!("{}/{}", obj["metadata"]["namespace"].as_str().unwrap_or(""), name_of(obj)),
+            "at": now,
+        }))
+        .unwrap_or_default();
+        let mut found = None;
+        for ip in (10u32..65534)
             .map(|i| format!("10.96.{}.{}", i / 256, i % 256))
-            .find(|ip| !used.contains(ip))
-            .ok_or_else(|| ApiError::internal("no free cluster IP in 10.96.0.0/16"))?;
+            .filter(|ip| !used.contains(ip))
+        {
+            let key = format!("/registry/clusterips/{ip}");
+            match self.st.store.create(&key, claim.clone(), None).await {
+                Ok(_) => {
+                    found = Some(ip);
+                    break;
+                }
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let Some(kv) = self.st.store.get(&key, None).await?.kv else {
+                continue;
+            };
+            let at = serde_json::from_slice::<Value>(&kv.value)
+                .ok()
+                .and_then(|v| v["at"].as_i64())
+                .unwrap_or(0);
+            if now - at > 60
+                && self
+                    .st
+                    .store
+                    .update(&key, claim.clone(), kv.mod_revision, None)
+                    .await
+                    .is_ok()
+            {
+                found = Some(ip);
+                break;
+            }
+        }
+        let ip = found.ok_or_else(|| ApiError::internal("no free cluster IP in 10.96.0.0/16"))?;
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
         Ok(())
@@ -644,6 +733,12 @@ impl Api<'_> {
         if self.def.kind == "Service" {
             self.allocate_cluster_ip(&mut obj).await?;
         }
+        let manager = r.manager();
+        managed::record_update(
+            None,
+            &mut obj,
+            &self.op(&manager, Sub::Main, &now_rfc3339()),
+        );
         let name = name_of(&obj);
         if r.dry_run() {
             return Ok(json_response(StatusCode::CREATED, &obj));
@@ -698,6 +793,9 @@ impl Api<'_> {
             Sub::Status => {
                 let mut o = current.clone();
                 o["status"] = new.get("status").cloned().unwrap_or(json!({}));
+                if r.is_apply() {
+                    o["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
+                }
                 o
             }
             Sub::Main => {
@@ -765,7 +863,22 @@ impl Api<'_> {
         };
         out["metadata"]["resourceVersion"] = json!(mod_rev.to_string());
         let mut out = self.check(out, r.strict())?;
-        if r.dry_run() {
+        if !r.is_apply() {
+            let given = out.pointer("/metadata/managedFields");
+            if given.is_some() && given != current.pointer("/metadata/managedFields") {
+                // The writer set managedFields itself (kubectl's client-side to
+                // server-side apply migration does): honoured as written.
+                let list = managed::entries(&out);
+                managed::set_entries(&mut out, &list);
+            } else {
+                let manager = r.manager();
+                let now = now_rfc3339();
+                managed::record_update(Some(current), &mut out, &self.op(&manager, sub, &now));
+            }
+        }
+        if r.dry_run() || out == *current {
+            // A dry run, or a write that changes nothing: nothing is stored and the
+            // resourceVersion stays (as in Kubernetes).
             return Ok(out);
         }
         let key = self.key(ns, name);
@@ -838,13 +951,26 @@ impl Api<'_> {
     }
 
     async fn patch(&self, ns: Option<&str>, name: &str, r: &Req, sub: Sub) -> ApiResult<Response> {
-        let apply = r.content_type == "application/apply-patch+yaml";
+        let apply = r.is_apply();
+        let manager = r.manager();
+        if apply && r.q("fieldManager").is_none() {
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml requires the fieldManager query parameter",
+            ));
+        }
+        let force = r.q("force") == Some("true");
         for _ in 0..8 {
             let (current, mod_rev) = match self.read(ns, name).await {
                 Ok(x) => x,
                 Err(e) if apply && e.code == 404 && sub == Sub::Main => {
                     // Server-side apply of a new object creates it.
-                    let mut obj = self.prepare_create(ns, r.json_body()?, r.strict()).await?;
+                    let seeded = managed::apply(
+                        &json!({}),
+                        &r.json_body()?,
+                        &self.op(&manager, sub, &now_rfc3339()),
+                        true,
+                    )?;
+                    let mut obj = self.prepare_create(ns, seeded, r.strict()).await?;
                     if self.def.kind == "Service" {
                         self.allocate_cluster_ip(&mut obj).await?;
                     }
@@ -861,7 +987,22 @@ impl Api<'_> {
                 }
                 Err(e) => return Err(e),
             };
-            let mut new = self.apply_patch(&current, r)?;
+            let mut new = if apply {
+                let body = r.json_body()?;
+                if !body.is_object() {
+                    return Err(ApiError::bad_request(
+                        "the applied configuration must be an object",
+                    ));
+                }
+                managed::apply(
+                    &current,
+                    &body,
+                    &self.op(&manager, sub, &now_rfc3339()),
+                    force,
+                )?
+            } else {
+                self.apply_patch(&current, r)?
+            };
             let pinned = new.pointer("/metadata/resourceVersion")
                 != current.pointer("/metadata/resourceVersion");
             if !pinned {
@@ -965,6 +1106,64 @@ impl Api<'_> {
         ))
     }
 
+    /// `pods/eviction` (policy/v1 Eviction): a graceful delete with the Eviction's
+    /// deleteOptions. No PodDisruptionBudgets are served, so every eviction is allowed.
+    async fn evict(&self, ns: Option<&str>, name: &str, r: &Req) -> ApiResult<Response> {
+        let ev = r.json_body()?;
+        let ev_name = name_of(&ev);
+        if !ev_name.is_empty() && ev_name != name {
+            return Err(ApiError::bad_request(format!(
+                "name in URL does not match name in Eviction object ({ev_name} != {name})"
+            )));
+        }
+        let ev_ns = ev
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !ev_ns.is_empty() && Some(ev_ns) != ns {
+            return Err(ApiError::bad_request(format!(
+                "namespace in URL does not match namespace in Eviction object ({ev_ns})"
+            )));
+        }
+        let opts = ev.get("deleteOptions").cloned().unwrap_or(json!({}));
+        let grace = match opts.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => None,
+            Some(g) => Some(g.as_i64().filter(|g| *g >= 0).ok_or_else(|| {
+                ApiError::invalid(
+                    "Eviction",
+                    "policy",
+                    name,
+                    &[(
+                        "deleteOptions.gracePeriodSeconds".into(),
+                        format!("Invalid value: {g}: must be greater than or equal to 0"),
+                    )],
+                )
+            })?),
+        };
+        let dry_run = r.dry_run()
+            || opts["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|x| x == "All"));
+        self.delete_one(
+            ns,
+            name,
+            DeleteOpts {
+                policy: opts["propagationPolicy"].as_str(),
+                grace,
+                precondition_rv: opts
+                    .pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str),
+                precondition_uid: opts.pointer("/preconditions/uid").and_then(Value::as_str),
+                dry_run,
+            },
+        )
+        .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
+    }
+
     async fn delete(&self, ns: Option<&str>, name: &str, r: &Req) -> ApiResult<Response> {
         let opts: Value = if r.body.is_empty() {
             json!({})
@@ -983,11 +1182,15 @@ impl Api<'_> {
             .delete_one(
                 ns,
                 name,
-                policy.as_deref(),
-                grace,
-                opts.pointer("/preconditions/resourceVersion")
-                    .and_then(Value::as_str),
-                r.dry_run(),
+                DeleteOpts {
+                    policy: policy.as_deref(),
+                    grace,
+                    precondition_rv: opts
+                        .pointer("/preconditions/resourceVersion")
+                        .and_then(Value::as_str),
+                    precondition_uid: opts.pointer("/preconditions/uid").and_then(Value::as_str),
+                    dry_run: r.dry_run(),
+                },
             )
             .await?;
         ok(obj)
@@ -998,16 +1201,24 @@ impl Api<'_> {
         &self,
         ns: Option<&str>,
         name: &str,
-        policy: Option<&str>,
-        grace: Option<i64>,
-        precondition_rv: Option<&str>,
-        dry_run: bool,
+        o: DeleteOpts<'_>,
     ) -> ApiResult<Value> {
+        let DeleteOpts {
+            policy,
+            grace,
+            precondition_rv,
+            precondition_uid,
+            dry_run,
+        } = o;
         let def = self.def;
         let key = self.key(ns, name);
         for _ in 0..8 {
             let (mut obj, mod_rev) = self.read(ns, name).await?;
-            if precondition_rv.is_some_and(|rv| rv != mod_rev.to_string()) {
+            if precondition_rv.is_some_and(|rv| rv != mod_rev.to_string())
+                || precondition_uid.is_some_and(|u| {
+                    obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(u)
+                })
+            {
                 return Err(ApiError::conflict(def.group, def.plural, name));
             }
             let meta = &mut obj["metadata"];
@@ -1127,10 +1338,11 @@ impl Api<'_> {
                 .delete_one(
                     ons.as_deref(),
                     &name,
-                    r.q("propagationPolicy"),
-                    None,
-                    None,
-                    r.dry_run(),
+                    DeleteOpts {
+                        policy: r.q("propagationPolicy"),
+                        dry_run: r.dry_run(),
+                        ..Default::default()
+                    },
                 )
                 .await
             {
@@ -1336,6 +1548,19 @@ pub async fn bootstrap(store: &Arc<dyn Backend>) -> Result<(), StoreError> {
         {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
+        }
+    }
+    // Namespaces left terminating by a server that stopped mid-purge (this one
+    // before a restart, or another sharing the store) are finished here.
+    let page = store
+        .list("/registry/namespaces/", ListOptions::default())
+        .await?;
+    for kv in page.items {
+        let Ok(ns) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+            tokio::spawn(purge_namespace(store.clone(), name_of(&ns)));
         }
     }
     Ok(())

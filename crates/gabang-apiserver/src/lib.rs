@@ -5,20 +5,24 @@
 //! HTTP/2) with one handler (`api.rs`) that authenticates, routes `/api` and `/apis`
 //! paths through the resource table (`resources.rs`) and runs the verbs. Around it:
 //! discovery and OpenAPI (`discovery.rs`), defaulting and validation (`validate.rs`),
-//! strategic merge patch (`smp.rs`), `pods/log` and `pods/exec` proxied to the node agent
+//! strategic merge patch (`smp.rs`), field ownership and server-side apply
+//! (`managed.rs`), `pods/log` and `pods/exec` proxied to the node agent
 //! (`proxy.rs`), label/field selectors (`selectors.rs`),
-//! `kubectl get` tables (`table.rs`) and `Status` errors (`status.rs`).
+//! `kubectl get` tables (`table.rs`), `Status` errors (`status.rs`) and request
+//! counters by verb (`stats.rs`, read through [`ServerHandle::requests`]).
 //! Objects are JSON under `/registry/<plural>/[<namespace>/]<name>`; the
 //! resourceVersion is the store's mod revision. Types (and typed decoding) come
 //! from `k8s-openapi` with its `v1_32` feature.
 
 mod api;
 mod discovery;
+mod managed;
 mod pki;
 mod proxy;
 mod resources;
 mod selectors;
 mod smp;
+mod stats;
 mod status;
 mod table;
 mod validate;
@@ -34,6 +38,7 @@ use tokio::sync::watch;
 
 pub use api::MAX_BODY;
 pub use resources::{ResourceDef, RESOURCES};
+pub use stats::RequestCounts;
 pub use status::ApiError;
 
 /// Errors of starting the server.
@@ -86,11 +91,17 @@ pub struct ServerHandle {
     pub token: String,
     /// PEM of the CA that signed the serving certificate.
     pub ca_pem: String,
+    counters: Arc<stats::Counters>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ServerHandle {
+    /// Resource requests answered so far, by verb.
+    pub fn requests(&self) -> RequestCounts {
+        self.counters.snapshot()
+    }
+
     /// Stops accepting connections and waits for the accept loop to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -135,10 +146,12 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
+    let counters = Arc::new(stats::Counters::default());
     let state = Arc::new(api::AppState {
         store,
         token: creds.token.clone(),
         addr: local_addr.to_string(),
+        counters: counters.clone(),
     });
     let app = axum::Router::new().fallback(api::handle).with_state(state);
     let (tx, mut rx) = watch::channel(false);
@@ -174,6 +187,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         kubeconfig: creds.kubeconfig,
         token: creds.token,
         ca_pem: creds.ca_pem,
+        counters,
         shutdown: tx,
         task,
     })

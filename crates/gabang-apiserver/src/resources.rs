@@ -12,7 +12,39 @@ pub type Normalize = fn(&Value) -> Result<Value, String>;
 
 fn typed<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
     let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-    serde_json::to_value(&t).map_err(|e| e.to_string())
+    let mut out = serde_json::to_value(&t).map_err(|e| e.to_string())?;
+    drop_empty_maps(&mut out);
+    Ok(out)
+}
+
+/// Whether `field: value` is one of the string maps of the API types, empty.
+pub fn is_empty_map_field(field: &str, value: &Value) -> bool {
+    matches!(
+        field,
+        "labels"
+            | "annotations"
+            | "data"
+            | "binaryData"
+            | "stringData"
+            | "matchLabels"
+            | "nodeSelector"
+            | "limits"
+            | "requests"
+    ) && value.as_object().is_some_and(|o| o.is_empty())
+}
+
+/// Go leaves empty maps out (`omitempty`); k8s-openapi keeps `Some({})`. Drops the
+/// empty string maps of the API types so objects read as Kubernetes writes them
+/// (`kubectl diff` sends `annotations: {}` and expects no change from it).
+fn drop_empty_maps(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, c| !is_empty_map_field(k, c));
+            m.values_mut().for_each(drop_empty_maps);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_empty_maps),
+        _ => {}
+    }
 }
 
 /// One served resource.

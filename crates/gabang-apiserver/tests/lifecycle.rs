@@ -158,7 +158,25 @@ async fn status_generation_and_patches() {
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}}),
     );
     assert_eq!(code, 200, "{out}");
-    assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
+    // The manager no longer applies "a": it is removed; another manager's field stays.
+    assert_eq!(out["data"], json!({"b": "2"}));
+    let (code, out) = send(
+        &s,
+        "PATCH",
+        "application/apply-patch+yaml",
+        "/api/v1/namespaces/default/configmaps/ssa?fieldManager=u",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"c": "3"}}),
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["data"], json!({"b": "2", "c": "3"}));
+    let (code, _) = send(
+        &s,
+        "PATCH",
+        "application/apply-patch+yaml",
+        "/api/v1/namespaces/default/configmaps/ssa",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}}),
+    );
+    assert_eq!(code, 400, "apply needs a fieldManager");
     s.handle.shutdown().await;
 }
 
@@ -311,5 +329,53 @@ async fn namespace_deletion_removes_its_objects() {
         &json!({"metadata": {"name": "y"}}),
     );
     assert_eq!(code, 404, "{e}");
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_left_terminating_is_purged_at_start() {
+    use gabang_store::{Backend, SqliteBackend, SqliteConfig};
+    // A server stopped between marking the namespace and purging it.
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn Backend> = std::sync::Arc::new(
+        SqliteBackend::open(&dir.path().join("state.db"), SqliteConfig::default()).unwrap(),
+    );
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "old", "uid": "u1",
+        "deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Terminating"}});
+    store
+        .create(
+            "/registry/namespaces/old",
+            ns.to_string().into_bytes(),
+            None,
+        )
+        .await
+        .unwrap();
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "old", "uid": "u2"}});
+    store
+        .create(
+            "/registry/configmaps/old/x",
+            cm.to_string().into_bytes(),
+            None,
+        )
+        .await
+        .unwrap();
+    let handle = gabang_apiserver::serve(gabang_apiserver::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("pki"),
+        store: gabang_apiserver::StoreSpec::Backend(store.clone()),
+    })
+    .await
+    .unwrap();
+    let s = support::TestServer { handle, store, dir };
+    let mut gone = false;
+    for _ in 0..200 {
+        if get(&s, "/api/v1/namespaces/old").0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the terminating namespace was not finished");
+    assert_eq!(get(&s, "/api/v1/namespaces/old/configmaps/x").0, 404);
     s.handle.shutdown().await;
 }
