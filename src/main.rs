@@ -54,6 +54,18 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // `gabang shim …` runs once per container start (and per exec): straight to the shim,
+    // without building the whole CLI's argument parser. Its log level comes from GABANG_LOG.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
+        let level = std::env::var("GABANG_LOG").unwrap_or_else(|_| "warn".into());
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        std::process::exit(gabang_runtime::shim_main(args));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
