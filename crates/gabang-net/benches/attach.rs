@@ -158,12 +158,20 @@ fn new_detach(net: &Network, id: &str) -> Result<(), String> {
     net.detach(id, &[]).map_err(|e| e.to_string())
 }
 
-fn burst(net: &Network, f: Cycle, tag: &str, round: usize, ns: &std::os::fd::OwnedFd) -> Stats {
+/// `n` threads each running `f` on their own id at once; wall and CPU of the whole burst.
+fn burst(
+    net: &Network,
+    f: Cycle,
+    n: usize,
+    tag: &str,
+    round: usize,
+    ns: &std::os::fd::OwnedFd,
+) -> Stats {
     let c0 = cpu();
     let t0 = Instant::now();
     std::thread::scope(|s| {
-        for i in 0..20 {
-            let id = id(tag, round * 100 + i);
+        for i in 0..n {
+            let id = id(tag, round * 1000 + i);
             s.spawn(move || {
                 rustix::thread::move_into_link_name_space(
                     std::os::fd::AsFd::as_fd(ns),
@@ -267,17 +275,46 @@ fn main() {
     let mut b: [Stats; 2] = Default::default();
     for r in 0..rounds {
         for (k, (_, f)) in paths.iter().enumerate() {
-            let s = burst(&net, *f, if k == 0 { "p" } else { "q" }, r, &ns);
+            let s = burst(&net, *f, 20, if k == 0 { "p" } else { "q" }, r, &ns);
             b[k].wall.extend(s.wall);
             b[k].cpu += s.cpu;
         }
     }
-    println!("\n20 concurrent attach+detach (threads), {rounds} rounds each:");
+    print_bursts(
+        &format!("20 concurrent attach+detach (threads), {rounds} rounds each"),
+        &b,
+    );
+
+    // 100 pods arriving at once: attach only (detach afterwards, not timed).
+    let attaches: [(&str, Phase, Phase); 2] = [
+        ("ip/nft exec (old)", old_attach, old_detach),
+        ("netlink (new)", new_attach, new_detach),
+    ];
+    let rounds = 3;
+    let mut b: [Stats; 2] = Default::default();
+    for r in 0..rounds {
+        for (k, (_, attach, detach)) in attaches.iter().enumerate() {
+            let tag = if k == 0 { "x" } else { "y" };
+            let s = burst(&net, *attach, 100, tag, r, &ns);
+            b[k].wall.extend(s.wall);
+            b[k].cpu += s.cpu;
+            burst(&net, *detach, 100, tag, r, &ns);
+        }
+    }
+    print_bursts(
+        &format!("100 concurrent attaches (threads), {rounds} rounds each"),
+        &b,
+    );
+    let _ = net.remove_bridge();
+}
+
+fn print_bursts(title: &str, b: &[Stats; 2]) {
+    println!("\n{title}:");
     println!(
         "{:<20} {:>12} {:>14}",
         "path", "wall ms p50", "CPU ms/burst"
     );
-    for (k, (name, _)) in paths.iter().enumerate() {
+    for (k, name) in ["ip/nft exec (old)", "netlink (new)"].iter().enumerate() {
         println!(
             "{:<20} {:>12.1} {:>14.1}",
             name,
@@ -290,5 +327,4 @@ fn main() {
         b[0].pct(0.5).as_secs_f64() / b[1].pct(0.5).as_secs_f64(),
         b[0].cpu.as_secs_f64() / b[1].cpu.as_secs_f64()
     );
-    let _ = net.remove_bridge();
 }
