@@ -1,20 +1,34 @@
 //! gabang-net: container networking on one host. A Linux bridge (`gabang0`, 10.89.0.0/16 by
-//! default) with one veth pair per container whose far end becomes `eth0` in a named network
-//! namespace (`/run/netns/gabang-<id>`); IPAM in a JSON file guarded by `flock` so concurrent
-//! runs never share an address; port publishing with nftables DNAT (prerouting + output hook,
+//! default) with one veth pair per container whose far end is `eth0` in a named network
+//! namespace (`/run/netns/gabang-<id>`, made like `ip netns add` does, so `ip netns` and
+//! joining by path keep working); IPAM in a JSON file guarded by `flock` so concurrent runs
+//! never share an address; port publishing with nftables DNAT (prerouting + output hook,
 //! `route_localnet` on the bridge and a masquerade rule so `127.0.0.1:H` works) driven by one
 //! map, so a container's ports are map elements added and deleted atomically.
 //!
-//! Start reading at [`Network::attach`] / [`Network::detach`]. Links and rules are made with
-//! the iproute2 `ip` and `nft` tools (Debian `iproute2`, `nftables`).
+//! Start reading at [`Network::attach`] (`attach.rs`) / [`Network::detach`] (`detach.rs`).
+//! Links, addresses and routes are made over rtnetlink from the calling thread (`nl.rs`,
+//! `netns.rs`): no process is executed per container unless it publishes ports (then one
+//! `nft` run adds its map elements). Creating the bridge's nft table (once per network) and
+//! deleting port elements run the `nft` tool (Debian `nftables`).
+//!
+//! Threads: nothing here starts a thread when called outside a tokio runtime (the
+//! single-threaded `gabang shim` forks later). The netns is entered with `unshare`/`setns`
+//! on the calling thread only long enough to bind-mount it and open a netlink socket in it,
+//! then the thread returns to its own netns before anything else runs on it.
+
+mod attach;
+mod bridge;
+mod detach;
+mod netns;
+mod nftables;
+mod nl;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +52,16 @@ pub enum NetError {
     Exhausted(String),
     #[error("host port {0}/{1} is already published")]
     PortInUse(u16, String),
+    /// A netlink request (what it did, e.g. "add veth gbv1234 to gabang0") failed.
+    #[error("netlink: {op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// The bridge to attach to is missing (removed while attaching).
+    #[error("bridge {0} not found")]
+    NoBridge(String),
 }
 
 pub type Result<T> = std::result::Result<T, NetError>;
@@ -128,79 +152,6 @@ impl Lock {
     }
 }
 
-fn run(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| NetError::Io {
-            path: PathBuf::from(cmd),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(NetError::Command {
-            cmd: format!("{cmd} {}", args.join(" ")),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Run `ip [-n NS] -batch -` with one command per line; fails on the first failing line.
-fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<()> {
-    let mut args: Vec<&str> = Vec::new();
-    if let Some(ns) = netns {
-        args.extend(["-n", ns]);
-    }
-    args.extend(["-batch", "-"]);
-    let mut child = Command::new("ip")
-        .args(&args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|source| NetError::Io {
-            path: "ip".into(),
-            source,
-        })?;
-    let script = lines.join("\n") + "\n";
-    if let Some(mut stdin) = child.stdin.take() {
-        io_at(stdin.write_all(script.as_bytes()), Path::new("ip"))?;
-    }
-    let out = io_at(child.wait_with_output(), Path::new("ip"))?;
-    if !out.status.success() {
-        return Err(NetError::Command {
-            cmd: format!("ip {} <<< {script:?}", args.join(" ")),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
-}
-
-fn nft(script: &str) -> Result<()> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|source| NetError::Io {
-            path: "nft".into(),
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        io_at(stdin.write_all(script.as_bytes()), Path::new("nft"))?;
-    }
-    let out = io_at(child.wait_with_output(), Path::new("nft"))?;
-    if !out.status.success() {
-        return Err(NetError::Command {
-            cmd: format!("nft -f - <<< {script:?}"),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
-}
-
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     // Unique per process and per call: threads of one process may write the same file.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -282,19 +233,6 @@ impl Network {
         &self.table
     }
 
-    /// Remove the bridge and the nft table (for tests and node teardown); idempotent. Veths
-    /// still on the bridge are detached by the kernel.
-    pub fn remove_bridge(&self) -> Result<()> {
-        let _l = Lock::take(&self.dir.join("bridge.lock"))?;
-        if run("ip", &["link", "show", &self.config.bridge]).is_ok() {
-            run("ip", &["link", "del", &self.config.bridge])?;
-        }
-        if run("nft", &["list", "table", "ip", &self.table]).is_ok() {
-            run("nft", &["delete", "table", "ip", &self.table])?;
-        }
-        Ok(())
-    }
-
     fn ipam_path(&self) -> PathBuf {
         self.dir.join("ipam.json")
     }
@@ -347,153 +285,6 @@ impl Network {
     pub fn allocations(&self) -> Result<BTreeMap<String, Ipv4Addr>> {
         let _l = Lock::take(&self.dir.join("ipam.lock"))?;
         self.read_ipam()
-    }
-
-    /// Create the bridge, forwarding and the nft table once (under a lock).
-    pub fn ensure_bridge(&self) -> Result<()> {
-        let _l = Lock::take(&self.dir.join("bridge.lock"))?;
-        let br = &self.config.bridge;
-        // (Not /sys/class/net: sysfs shows the netns it was mounted in, not this thread's.)
-        match run("ip", &["-o", "link", "show", br]) {
-            Err(_) => {
-                let addr = format!("{}/{}", self.config.gateway(), self.config.prefix);
-                ip_batch(
-                    None,
-                    &[
-                        format!("link add {br} type bridge"),
-                        format!("addr add {addr} dev {br}"),
-                        format!("link set {br} up"),
-                    ],
-                )?;
-            }
-            Ok(out) => {
-                let flags = out.split('<').nth(1).and_then(|f| f.split('>').next());
-                if !flags.is_some_and(|f| f.split(',').any(|x| x == "UP")) {
-                    run("ip", &["link", "set", br, "up"])?;
-                }
-            }
-        }
-        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
-        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{br}/route_localnet"), "1");
-        if run("nft", &["list", "table", "ip", &self.table]).is_err() {
-            let subnet = format!("{}/{}", self.config.subnet, self.config.prefix);
-            nft(&format!(
-                "table ip {table} {{
-  map ports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
-  chain prerouting {{ type nat hook prerouting priority dstnat; fib daddr type local dnat ip to meta l4proto . th dport map @ports; }}
-  chain output {{ type nat hook output priority -100; fib daddr type local dnat ip to meta l4proto . th dport map @ports; }}
-  chain postrouting {{ type nat hook postrouting priority srcnat; ip saddr 127.0.0.0/8 oifname \"{br}\" masquerade; ip saddr {subnet} oifname != \"{br}\" masquerade; }}
-}}\n",
-                table = self.table
-            ))?;
-        }
-        Ok(())
-    }
-
-    /// Give container `id` a netns with `eth0` on the bridge and publish `ports`.
-    /// On failure everything made so far is undone.
-    pub fn attach(&self, id: &str, ports: &[Port]) -> Result<Attachment> {
-        self.ensure_bridge()?;
-        let r = self.attach_inner(id, ports);
-        if r.is_err() {
-            let _ = self.detach(id, ports);
-        }
-        r
-    }
-
-    fn attach_inner(&self, id: &str, ports: &[Port]) -> Result<Attachment> {
-        let ip = self.allocate(id)?;
-        let ns = netns_name(id);
-        let hv = host_veth_name(id);
-        let peer = format!("gbp{}", &id[..id.len().min(11)]);
-        let addr = format!("{ip}/{}", self.config.prefix);
-        let gw = self.config.gateway();
-        // Two `ip -batch` processes instead of eight `ip` runs (each exec costs ms).
-        ip_batch(
-            None,
-            &[
-                format!("netns add {ns}"),
-                format!("link add {hv} type veth peer name {peer} netns {ns}"),
-                format!("link set {hv} master {} up", self.config.bridge),
-            ],
-        )?;
-        ip_batch(
-            Some(&ns),
-            &[
-                format!("link set {peer} name eth0"),
-                format!("addr add {addr} dev eth0"),
-                "link set eth0 up".to_owned(),
-                "link set lo up".to_owned(),
-                format!("route add default via {gw}"),
-            ],
-        )?;
-        if !ports.is_empty() {
-            let elems: Vec<String> = ports
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{} . {} : {ip} . {}",
-                        p.protocol, p.host_port, p.container_port
-                    )
-                })
-                .collect();
-            // `add element` fails if the key exists: a host port is never published twice.
-            nft(&format!(
-                "add element ip {} ports {{ {} }}\n",
-                self.table,
-                elems.join(", ")
-            ))
-            .map_err(|e| match ports.first() {
-                Some(p) => {
-                    tracing::debug!("publish failed: {e}");
-                    NetError::PortInUse(p.host_port, p.protocol.clone())
-                }
-                None => e,
-            })?;
-        }
-        Ok(Attachment {
-            netns_path: PathBuf::from("/run/netns").join(&ns),
-            ip,
-            gateway: self.config.gateway(),
-            prefix: self.config.prefix,
-            host_veth: hv,
-            ports: ports.to_vec(),
-        })
-    }
-
-    /// Undo [`Network::attach`]; idempotent, best effort on every step.
-    pub fn detach(&self, id: &str, ports: &[Port]) -> Result<()> {
-        let ip = self.read_ipam().ok().and_then(|m| m.get(id).copied());
-        if let Some(ip) = ip {
-            for p in ports {
-                // Only delete elements that still point at this container.
-                let key = format!("{} . {}", p.protocol, p.host_port);
-                if let Ok(out) = run(
-                    "nft",
-                    &[
-                        "get",
-                        "element",
-                        "ip",
-                        &self.table,
-                        "ports",
-                        &format!("{{ {key} }}"),
-                    ],
-                ) {
-                    if out.contains(&format!(": {ip} . {}", p.container_port)) {
-                        let _ = nft(&format!(
-                            "delete element ip {} ports {{ {key} }}\n",
-                            self.table
-                        ));
-                    }
-                }
-            }
-        }
-        let _ = run("ip", &["link", "del", &host_veth_name(id)]);
-        let ns = netns_name(id);
-        if Path::new("/run/netns").join(&ns).exists() {
-            run("ip", &["netns", "del", &ns])?;
-        }
-        self.release(id)
     }
 }
 
