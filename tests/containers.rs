@@ -310,14 +310,23 @@ fn ports_reachable_from_localhost_and_concurrent_ipam() {
 
     env.ok(&["rm", "-f", "web"]);
     assert!(http_get("127.0.0.1:18090").is_none());
-    let links = String::from_utf8(
-        Command::new("ip")
-            .args(["-o", "link"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    // The removed container's veth goes with its netns, torn down by the kernel in the
+    // background: wait for it.
+    let links = || {
+        String::from_utf8(
+            Command::new("ip")
+                .args(["-o", "link"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while links().matches("gbv").count() != 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let links = links();
     assert_eq!(
         links.matches("gbv").count(),
         4,

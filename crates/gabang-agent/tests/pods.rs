@@ -85,6 +85,11 @@ fn httpd_pod_runs_answers_on_its_pod_ip_is_adopted_and_released() {
     assert!(link_exists(&veth));
     rt2.terminate(&uid, Duration::from_secs(2)).unwrap();
     assert!(!Path::new(&netns).exists(), "netns left");
+    // The veth pair goes with the netns, which the kernel tears down in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while link_exists(&veth) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(!link_exists(&veth), "veth left");
     assert!(!node.rt.network().allocations().unwrap().contains_key(&uid));
     assert!(node.containers_of(&uid).is_empty());

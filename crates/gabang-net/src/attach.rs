@@ -27,7 +27,8 @@ impl Network {
             let rt = Rt::new()?;
             let r = rt.block_on(self.attach_on(id, ports));
             if r.is_err() {
-                let _ = rt.block_on(self.detach_on(id, ports));
+                // A failed start is rare: undo it completely, the veth included.
+                let _ = rt.block_on(self.detach_on(id, ports, true));
             }
             r
         })
@@ -50,15 +51,24 @@ impl Network {
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
-        host.link()
-            .add(veth)
-            .execute()
-            .await
-            .map_err(nl::nl_err(format!(
+        // A veth of this name may still be there: detach leaves it to the kernel's
+        // (asynchronous) teardown of the old netns, and a restarting container attaches
+        // again at once. Then it is deleted here and the create retried.
+        let add = |veth| host.link().add(veth).execute();
+        if let Err(e) = add(veth.clone()).await {
+            if nl::errno(&e) != Some(libc::EEXIST) || !nl::del_link(&host, &hv).await? {
+                return Err(nl::nl_err(format!(
+                    "add veth {hv} on {} with eth0 in {}",
+                    self.config.bridge,
+                    ns_path.display()
+                ))(e));
+            }
+            add(veth).await.map_err(nl::nl_err(format!(
                 "add veth {hv} on {} with eth0 in {}",
                 self.config.bridge,
                 ns_path.display()
             )))?;
+        }
         drop(ns_fd);
 
         let eth0 = nl::link_by_name(&inner, "eth0")

@@ -16,6 +16,24 @@ fn json(cmd_args: &[&str]) -> Value {
     serde_json::from_str(&sh("ip", cmd_args)).expect("ip -j output")
 }
 
+/// Detach leaves the veth pair to the kernel's asynchronous teardown of the netns: wait
+/// (up to 10 s) for `cond`.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("still not true after 10 s: {what}");
+}
+
+fn bridge_ports() -> usize {
+    json(&["-j", "link", "show", "master", "gbt0"])
+        .as_array()
+        .map_or(usize::MAX, Vec::len)
+}
+
 fn link_is_up(link: &Value) -> bool {
     link["flags"]
         .as_array()
@@ -147,16 +165,17 @@ fn detach_leaves_no_veth_no_netns_and_no_address_and_is_idempotent() {
     assert!(att.netns_path.exists());
     assert!(ok("ip", &["link", "show", "dev", &att.host_veth]));
     fx.net.detach(&id, &[]).unwrap();
-    assert!(!ok("ip", &["link", "show", "dev", &att.host_veth]));
     assert!(!att.netns_path.exists());
+    eventually("the veth is gone", || {
+        !ok("ip", &["link", "show", "dev", &att.host_veth])
+    });
     let ns = netns_name(&id);
     assert!(!sh("ip", &["netns", "list"])
         .lines()
         .any(|l| l.starts_with(&ns)));
     assert!(fx.net.allocations().unwrap().is_empty());
     // Nothing left: the bridge has no ports.
-    let ports = json(&["-j", "link", "show", "master", "gbt0"]);
-    assert_eq!(ports.as_array().map(Vec::len), Some(0), "{ports}");
+    eventually("the bridge has no ports", || bridge_ports() == 0);
     // Again: nothing to do, no error.
     fx.net.detach(&id, &[]).unwrap();
     // And the id can be attached again.
@@ -209,8 +228,7 @@ fn concurrent_attach_of_20_ids_all_succeed_with_distinct_addresses() {
     });
     assert!(fx.net.allocations().unwrap().is_empty());
     assert!(atts.iter().all(|a| !a.netns_path.exists()));
-    let ports = json(&["-j", "link", "show", "master", "gbt0"]);
-    assert_eq!(ports.as_array().map(Vec::len), Some(0), "{ports}");
+    eventually("the bridge has no ports", || bridge_ports() == 0);
 }
 
 #[test]
