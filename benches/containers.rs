@@ -1,7 +1,10 @@
 //! Benchmark (timing lives only here): `gabang run --rm IMG true` side by side with
-//! `runc run` on a prepared bundle of the same busybox rootfs, in the same run; then 50
-//! detached containers started and removed; then the shim's memory per running container.
-//! Run: `cargo bench --bench containers` (as root; needs Debian `runc` and `busybox-static`).
+//! `runc run` on a prepared bundle of the same busybox rootfs and with `docker run --rm` of
+//! the same rootfs imported into dockerd (when dockerd answers), interleaved in one run;
+//! then 50 detached containers started and removed (gabang, then docker); then the shim's
+//! memory per running container.
+//! Run: `cargo bench --bench containers` (as root; needs Debian `runc` and `busybox-static`,
+//! and a running dockerd for the docker columns: `scripts/start-dockerd.sh`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -83,9 +86,31 @@ fn main() {
         .status()
         .unwrap()
         .success();
+    // docker: the same rootfs, imported (never pulled: no registry is reachable here).
+    let docker = Command::new("docker")
+        .args(["info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} -c . | docker import - gbbench-bb:1",
+                rootfs.display()
+            ))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !docker {
+        println!(
+            "(dockerd not answering: no docker columns; start it with scripts/start-dockerd.sh)"
+        );
+    }
     let mut gab_none = Vec::new();
     let mut gab_bridge = Vec::new();
     let mut runc = Vec::new();
+    let mut dock = Vec::new();
     for i in 0..iters {
         gab_none.push(timed(&mut g(&[
             "run",
@@ -103,23 +128,45 @@ fn main() {
                 .arg(&bundle)
                 .arg(&id),
         ));
+        if docker {
+            dock.push(timed(Command::new("docker").args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "gbbench-bb:1",
+                "true",
+            ])));
+        }
     }
     let (rp50, rmean, rmin) = stats(runc);
-    println!("run --rm true, {iters} iterations each (ms)       p50      mean     min   p50/runc");
+    let dp50 = (!dock.is_empty()).then(|| stats(dock.clone()).0);
+    println!(
+        "run --rm true, {iters} iterations each (ms)       p50      mean     min   p50/runc  p50/docker"
+    );
     for (name, v) in [
         ("gabang --network none", gab_none),
         ("gabang --network bridge", gab_bridge),
     ] {
         let (p50, mean, min) = stats(v);
         println!(
-            "{name:<40} {p50:>8.1} {mean:>8.1} {min:>7.1}   {:.2}",
-            p50 / rp50
+            "{name:<40} {p50:>8.1} {mean:>8.1} {min:>7.1}   {:>8.2}  {}",
+            p50 / rp50,
+            dp50.map_or("-".into(), |d| format!("{:>10.3}", p50 / d))
         );
     }
     println!(
-        "{:<40} {rp50:>8.1} {rmean:>8.1} {rmin:>7.1}   1.00",
-        "runc run (prepared bundle)"
+        "{:<40} {rp50:>8.1} {rmean:>8.1} {rmin:>7.1}   {:>8.2}",
+        "runc run (prepared bundle)", 1.0
     );
+    if !dock.is_empty() {
+        let (p50, mean, min) = stats(dock);
+        println!(
+            "{:<40} {p50:>8.1} {mean:>8.1} {min:>7.1}   {:>8.2}",
+            "docker run --rm --network none",
+            p50 / rp50
+        );
+    }
 
     // 50 detached containers started, then removed.
     let t = Instant::now();
@@ -167,6 +214,41 @@ fn main() {
         let _ = Command::new("ip").args(["link", "del", "gabang0"]).status();
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", "gabang"])
+            .status();
+    }
+    if docker {
+        let t = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..50 {
+            let out = Command::new("docker")
+                .args([
+                    "run",
+                    "-d",
+                    "--network",
+                    "none",
+                    "gbbench-bb:1",
+                    "sleep",
+                    "1000",
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            ids.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+        }
+        let dstarted = t.elapsed();
+        let t2 = Instant::now();
+        timed(Command::new("docker").args(["rm", "-f"]).args(&ids));
+        let dremoved = t2.elapsed();
+        let total = (dstarted + dremoved).as_secs_f64() * 1000.0;
+        println!(
+            "50 detached, docker: start {:.0} ms, rm -f {:.0} ms, total {total:.0} ms; gabang/docker {:.3}",
+            dstarted.as_secs_f64() * 1000.0,
+            dremoved.as_secs_f64() * 1000.0,
+            (started + removed).as_secs_f64() * 1000.0 / total
+        );
+        let _ = Command::new("docker")
+            .args(["rmi", "gbbench-bb:1"])
+            .stdout(Stdio::null())
             .status();
     }
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64 / 1024.0;
