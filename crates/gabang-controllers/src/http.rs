@@ -6,6 +6,7 @@
 //! HTTP/1.1 over rustls with the server's CA as the only root.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 
-use crate::cluster::{Cluster, ClusterError, Object};
+use crate::cluster::{Cluster, ClusterError, Object, StopSignal, WatchCluster};
 
 /// A sent request: its response, the sender (the connection lives while it does) and the
 /// connection task.
@@ -53,7 +54,29 @@ fn encode_query(v: &str) -> String {
     out
 }
 
+/// Requests an [`HttpCluster`] has sent, by verb (see [`HttpCluster::stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RequestStats {
+    /// GET of a collection (LIST), not watches.
+    pub lists: u64,
+    /// Watch requests opened.
+    pub watches: u64,
+    /// GET of one object.
+    pub gets: u64,
+    /// POST, PUT, DELETE.
+    pub writes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    lists: AtomicU64,
+    watches: AtomicU64,
+    gets: AtomicU64,
+    writes: AtomicU64,
+}
+
 pub struct HttpCluster {
+    counters: Counters,
     addr: SocketAddr,
     host: String,
     token: String,
@@ -77,6 +100,14 @@ fn collection<K: Resource>(ns: &str) -> String {
     } else {
         format!("{base}/namespaces/{ns}/{}", K::URL_PATH_SEGMENT)
     }
+}
+
+/// `/api/v1/pods`, `/apis/apps/v1/namespaces/x/deployments?..`: a collection, not an object.
+fn is_list_path(path: &str, core: bool) -> bool {
+    let p = path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+    let base = if core { 2 } else { 3 };
+    segs.len() == base + 1 || (segs.len() == base + 3 && segs.get(base) == Some(&"namespaces"))
 }
 
 fn error_of<K: Resource>(code: u16, body: &[u8], key: String) -> ClusterError {
@@ -119,11 +150,16 @@ impl HttpCluster {
         .with_root_certificates(roots)
         .with_no_client_auth();
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // One worker runs the connections; callers' threads drive their own requests, so
+        // several threads (informers, the manager) may block on requests at once.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gabang-http")
             .enable_all()
             .build()
             .map_err(|e| api(format!("runtime: {e}")))?;
         Ok(HttpCluster {
+            counters: Counters::default(),
             addr,
             host: addr.to_string(),
             token: token.to_string(),
@@ -131,6 +167,17 @@ impl HttpCluster {
             server_name: ServerName::IpAddress(addr.ip().into()),
             rt,
         })
+    }
+
+    /// Requests sent so far.
+    pub fn stats(&self) -> RequestStats {
+        let c = &self.counters;
+        RequestStats {
+            lists: c.lists.load(Ordering::Relaxed),
+            watches: c.watches.load(Ordering::Relaxed),
+            gets: c.gets.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+        }
     }
 
     /// One request; returns (status, body).
@@ -232,6 +279,29 @@ impl HttpCluster {
         timeout_secs: u64,
         mut on_event: impl FnMut(WatchEvent<K>) -> bool,
     ) -> Result<(), ClusterError> {
+        self.watch_inner(
+            namespace,
+            field_selector,
+            resource_version,
+            timeout_secs,
+            None,
+            &mut on_event,
+        )
+        .map_err(|(_, e)| e)
+    }
+
+    /// [`Self::watch_in`] that also ends when `stop` changes; errors carry the HTTP status
+    /// when the server refused the watch.
+    fn watch_inner<K: Object>(
+        &self,
+        namespace: &str,
+        field_selector: &str,
+        resource_version: &str,
+        timeout_secs: u64,
+        stop: Option<tokio::sync::watch::Receiver<bool>>,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), (Option<u16>, ClusterError)> {
+        self.counters.watches.fetch_add(1, Ordering::Relaxed);
         let mut path = format!(
             "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
             collection::<K>(namespace),
@@ -240,18 +310,40 @@ impl HttpCluster {
         if !field_selector.is_empty() {
             path = format!("{path}&fieldSelector={}", encode_query(field_selector));
         }
+        let mut stop = stop;
         self.rt.block_on(async {
-            let (resp, sender, conn) = self.send(http::Method::GET, &path, None).await?;
+            let (resp, sender, conn) = self
+                .send(http::Method::GET, &path, None)
+                .await
+                .map_err(|e| (None, e))?;
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             if !(200..300).contains(&status) {
-                let bytes = body.collect().await.map_err(api)?.to_bytes();
+                let bytes = body.collect().await.map_err(|e| (None, api(e)))?.to_bytes();
                 conn.abort();
-                return Err(error_of::<K>(status, &bytes, format!("{namespace}/*")));
+                return Err((
+                    Some(status),
+                    error_of::<K>(status, &bytes, format!("{namespace}/*")),
+                ));
             }
             let mut buf: Vec<u8> = Vec::new();
             let result = 'read: loop {
-                let frame = match body.frame().await {
+                let next = async {
+                    match stop.as_mut() {
+                        Some(rx) if !*rx.borrow() => {
+                            tokio::select! {
+                                f = body.frame() => Some(f),
+                                _ = rx.changed() => None,
+                            }
+                        }
+                        Some(_) => None,
+                        None => Some(body.frame().await),
+                    }
+                };
+                let Some(frame) = next.await else {
+                    break 'read Ok(());
+                };
+                let frame = match frame {
                     None => break 'read Ok(()),
                     Some(Err(e)) => break 'read Err(api(format!("watch {}: {e}", K::KIND))),
                     Some(Ok(f)) => f,
@@ -273,18 +365,22 @@ impl HttpCluster {
                     };
                     let obj = v["object"].clone();
                     let ev = match v["type"].as_str().unwrap_or("") {
-                        "ADDED" => WatchEvent::Added(decode(obj)?),
-                        "MODIFIED" => WatchEvent::Modified(decode(obj)?),
-                        "DELETED" => WatchEvent::Deleted(decode(obj)?),
+                        "ADDED" => WatchEvent::Added(decode(obj).map_err(|e| (None, e))?),
+                        "MODIFIED" => WatchEvent::Modified(decode(obj).map_err(|e| (None, e))?),
+                        "DELETED" => WatchEvent::Deleted(decode(obj).map_err(|e| (None, e))?),
                         "BOOKMARK" => WatchEvent::Bookmark(
                             obj["metadata"]["resourceVersion"]
                                 .as_str()
                                 .unwrap_or("")
                                 .to_string(),
                         ),
-                        _ => WatchEvent::Error(
-                            obj["message"].as_str().unwrap_or("watch error").to_string(),
-                        ),
+                        _ => WatchEvent::Error(match obj["code"].as_u64() {
+                            Some(code) => format!(
+                                "{code} {}",
+                                obj["message"].as_str().unwrap_or("watch error")
+                            ),
+                            None => obj["message"].as_str().unwrap_or("watch error").to_string(),
+                        }),
                     };
                     if !on_event(ev) {
                         break 'read Ok(());
@@ -294,7 +390,7 @@ impl HttpCluster {
             drop(body);
             drop(sender);
             conn.abort();
-            result
+            result.map_err(|e| (None, e))
         })
     }
 
@@ -305,6 +401,15 @@ impl HttpCluster {
         body: Option<Value>,
         key: String,
     ) -> Result<Value, ClusterError> {
+        let c = &self.counters;
+        let counter = if method != http::Method::GET {
+            &c.writes
+        } else if is_list_path(path, K::GROUP.is_empty()) {
+            &c.lists
+        } else {
+            &c.gets
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let (code, bytes) = self.request(method, path, body)?;
         if !(200..300).contains(&code) {
             return Err(error_of::<K>(code, &bytes, key));
@@ -320,6 +425,38 @@ impl HttpCluster {
             format!("{}/{}", collection::<K>(&ns), name),
             format!("{ns}/{name}"),
         )
+    }
+}
+
+/// How long one watch request may stay open before it is renewed (from the last version).
+const WATCH_TIMEOUT_SECS: u64 = 300;
+
+impl WatchCluster for HttpCluster {
+    fn list_versioned<K: Object>(&self) -> Result<(Vec<K>, String), ClusterError> {
+        self.list_in("", "")
+    }
+
+    fn watch<K: Object>(
+        &self,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), ClusterError> {
+        match self.watch_inner(
+            "",
+            "",
+            resource_version,
+            WATCH_TIMEOUT_SECS,
+            Some(stop.subscribe()),
+            on_event,
+        ) {
+            Ok(()) => Ok(()),
+            Err((Some(410), e)) => {
+                on_event(WatchEvent::Error(format!("410 {e}")));
+                Ok(())
+            }
+            Err((_, e)) => Err(e),
+        }
     }
 }
 
