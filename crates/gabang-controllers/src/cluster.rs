@@ -35,8 +35,20 @@ pub enum ClusterError {
         key: String,
         message: String,
     },
+    /// Any other failure; the request may or may not have taken effect.
     #[error("cluster API: {0}")]
     Api(String),
+    /// The request never reached the API server (connect, TLS or handshake failed): it
+    /// certainly had no effect.
+    #[error("cluster API unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl ClusterError {
+    /// The server certainly did not carry the request out (rejected it, or never got it).
+    pub fn not_applied(&self) -> bool {
+        !matches!(self, ClusterError::Api(_))
+    }
 }
 
 /// Objects the controllers handle.

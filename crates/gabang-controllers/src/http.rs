@@ -211,15 +211,17 @@ impl HttpCluster {
     ) -> Result<Sent, ClusterError> {
         let tcp = tokio::net::TcpStream::connect(self.addr)
             .await
-            .map_err(|e| api(format!("connect {}: {e}", self.addr)))?;
+            .map_err(|e| ClusterError::Unreachable(format!("connect {}: {e}", self.addr)))?;
         let tls = self
             .tls
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| api(format!("TLS to {}: {e}", self.addr)))?;
+            .map_err(|e| ClusterError::Unreachable(format!("TLS to {}: {e}", self.addr)))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(api)?;
+            .map_err(|e| {
+                ClusterError::Unreachable(format!("HTTP handshake with {}: {e}", self.addr))
+            })?;
         let conn = tokio::spawn(conn);
         let mut req = http::Request::builder()
             .method(method)

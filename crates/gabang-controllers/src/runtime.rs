@@ -764,12 +764,20 @@ impl<C: WatchCluster + 'static> Manager<C> {
         let mut n = 0;
         let mut err = None;
         for a in &out.actions {
+            if self.stop.is_stopped() {
+                // Shutting down mid-batch: the rest is left to the next manager.
+                break;
+            }
             let r = match a {
                 PodAction::Create(p) => match self.cluster.create(p.as_ref()) {
                     Ok(_) => Ok(()),
                     Err(e) => {
-                        // Never created: nothing for the watch to show.
-                        self.lock_exp().creation_observed(k);
+                        // Certainly not created: nothing for the watch to show. If the outcome
+                        // is unknown (the connection broke after sending), the watch decides,
+                        // or the expectation expires.
+                        if e.not_applied() {
+                            self.lock_exp().creation_observed(k);
+                        }
                         Err(e)
                     }
                 },
@@ -779,7 +787,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
                         &pk.name,
                         Propagation::Background,
                     );
-                    if r.is_err() {
+                    if r.as_ref().is_err_and(ClusterError::not_applied) {
                         // Already gone or refused: do not wait for the watch (as kube does).
                         self.lock_exp().pod_deletion_observed(k, &pk.to_string());
                     }
