@@ -552,13 +552,24 @@ pub(crate) fn dispatch_delete<C: Cluster>(
 }
 
 /// A stand-in node agent for tests: for each live node, renew its Lease and mark the pods bound
-/// to it Running and Ready with a pod IP.
+/// to it Running and Ready with a pod IP ([`fake_agent_renew_leases`] then
+/// [`fake_agent_mark_pods`]).
 pub fn fake_agent_step<C: Cluster>(
     c: &C,
     live_nodes: &[&str],
     now: DateTime<Utc>,
 ) -> Result<(), ClusterError> {
-    for (i, node) in live_nodes.iter().enumerate() {
+    fake_agent_renew_leases(c, live_nodes, now)?;
+    fake_agent_mark_pods(c, live_nodes, now)
+}
+
+/// The fake agent's heartbeat: renew (or create) each live node's Lease.
+pub fn fake_agent_renew_leases<C: Cluster>(
+    c: &C,
+    live_nodes: &[&str],
+    now: DateTime<Utc>,
+) -> Result<(), ClusterError> {
+    for node in live_nodes {
         let lease = c.get::<Lease>(nodelifecycle::LEASE_NAMESPACE, node)?;
         match lease {
             Some(mut l) => {
@@ -581,6 +592,18 @@ pub fn fake_agent_step<C: Cluster>(
                 })?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The fake agent's pod work: finish deleting the pods of live nodes that are terminating,
+/// and mark their bound pods Running and Ready with a pod IP.
+pub fn fake_agent_mark_pods<C: Cluster>(
+    c: &C,
+    live_nodes: &[&str],
+    now: DateTime<Utc>,
+) -> Result<(), ClusterError> {
+    for (i, node) in live_nodes.iter().enumerate() {
         let pods: Vec<Pod> = c.list()?;
         for (j, p) in pods.into_iter().enumerate() {
             let on_node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(*node);

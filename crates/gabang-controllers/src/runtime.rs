@@ -1132,7 +1132,22 @@ impl<C: WatchCluster + 'static> Manager<C> {
 }
 
 impl Shared {
-    fn on_lease(&self, _old: Option<&Lease>, _new: Option<&Lease>) {
-        self.queue.add(Key::Nodes);
+    /// A renewal of a Ready node's lease changes nothing now: node lifecycle already has a
+    /// delayed look at that node's lease expiry (and then sees the renewal). New, deleted
+    /// and not-Ready nodes' leases are looked at at once.
+    fn on_lease(&self, old: Option<&Lease>, new: Option<&Lease>) {
+        let (Some(_), Some(l)) = (old, new) else {
+            self.queue.add(Key::Nodes);
+            return;
+        };
+        let node = l.metadata.name.as_deref().unwrap_or("");
+        if self
+            .caches
+            .nodes
+            .get("", node)
+            .is_none_or(|n| !node_ready(&n))
+        {
+            self.queue.add(Key::Nodes);
+        }
     }
 }
