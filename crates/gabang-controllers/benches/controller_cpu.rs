@@ -192,7 +192,10 @@ fn run(polling: bool) -> Result {
         tids()
             .difference(&before)
             .copied()
-            .filter(|t| !matches!(comm(*t).as_str(), "apiserver" | "agent"))
+            .filter(|t| {
+                let n = comm(*t);
+                !(n == "apiserver" || n == "agent" || n.starts_with("store-"))
+            })
             .collect()
     };
     // Scale 0 -> 100.

@@ -11,6 +11,7 @@
 //! waits for their pods to be gone, then scales the new one up. Rollback is a template change
 //! back to an old ReplicaSet's: that RS is reused and its revision bumped to the highest.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
@@ -288,10 +289,10 @@ pub fn new_replica_set(
 }
 
 /// One sync of `d` against the ReplicaSets and pods of its namespace.
-pub fn reconcile(
+pub fn reconcile<P: Borrow<Pod>>(
     d: &Deployment,
     replica_sets: &[ReplicaSet],
-    pods: &[Pod],
+    pods: &[P],
     now: DateTime<Utc>,
 ) -> Outcome {
     let uid = d.metadata.uid.clone().unwrap_or_default();
@@ -476,9 +477,9 @@ fn rollout_rolling(
     scaled
 }
 
-fn rollout_recreate(
+fn rollout_recreate<P: Borrow<Pod>>(
     w: &mut World<'_>,
-    pods: &[Pod],
+    pods: &[P],
     max_old_rev: i64,
     now: DateTime<Utc>,
     created: &mut bool,
@@ -496,7 +497,7 @@ fn rollout_recreate(
         .iter()
         .filter_map(|&i| w.rss[i].metadata.uid.clone())
         .collect();
-    let old_pods_left = pods.iter().any(|p| {
+    let old_pods_left = pods.iter().map(|p| p.borrow()).any(|p| {
         p.metadata.namespace == w.d.metadata.namespace
             && pod_active(p)
             && controller_ref(&p.metadata).is_some_and(|r| old_uids.contains(&r.uid))

@@ -1,9 +1,9 @@
 //! [`HttpCluster`]: the [`Cluster`] trait over a Kubernetes-compatible API server (ours, or
 //! a real one) via HTTPS + bearer token.
 //!
-//! Blocking calls on a private single-threaded tokio runtime: call it from a plain thread
-//! (the controller manager's), never from inside async code. One connection per request,
-//! HTTP/1.1 over rustls with the server's CA as the only root.
+//! Blocking calls on a private tokio runtime (one worker): call it from plain threads
+//! (the controller manager's), never from inside async code. HTTP/1.1 over rustls with the
+//! server's CA as the only root; requests reuse kept-alive connections, each watch has its own.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,7 +75,17 @@ struct Counters {
     writes: AtomicU64,
 }
 
+/// An idle kept-alive connection.
+struct Pooled {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<hyper::Result<()>>,
+}
+
+/// Idle connections kept for reuse (one TLS handshake per connection, not per request).
+const POOL_MAX: usize = 8;
+
 pub struct HttpCluster {
+    pool: std::sync::Mutex<Vec<Pooled>>,
     counters: Counters,
     addr: SocketAddr,
     host: String,
@@ -159,6 +169,7 @@ impl HttpCluster {
             .build()
             .map_err(|e| api(format!("runtime: {e}")))?;
         Ok(HttpCluster {
+            pool: std::sync::Mutex::new(Vec::new()),
             counters: Counters::default(),
             addr,
             host: addr.to_string(),
@@ -180,7 +191,8 @@ impl HttpCluster {
         }
     }
 
-    /// One request; returns (status, body).
+    /// One request; returns (status, body). Goes over a kept-alive connection when one is
+    /// idle (a request it could not send goes on a new one); the connection is kept after.
     fn request(
         &self,
         method: http::Method,
@@ -192,13 +204,113 @@ impl HttpCluster {
             None => Vec::new(),
         };
         self.rt.block_on(async {
-            let (resp, sender, conn) = self.send(method, path, Some(body)).await?;
-            let status = resp.status().as_u16();
-            let bytes = resp.into_body().collect().await.map_err(api)?.to_bytes();
-            drop(sender);
-            conn.abort();
-            Ok((status, bytes))
+            let mut req = self.build_request(method, path, Some(body))?;
+            while let Some(mut c) = self.take_pooled() {
+                if c.sender.ready().await.is_err() {
+                    c.task.abort();
+                    continue;
+                }
+                match c.sender.try_send_request(req).await {
+                    Ok(resp) => return self.finish(resp, c).await,
+                    Err(mut e) => {
+                        c.task.abort();
+                        match e.take_message() {
+                            // Never sent: safe to send again.
+                            Some(r) => req = r,
+                            None => return Err(api(e.into_error())),
+                        }
+                    }
+                }
+            }
+            let (mut sender, task) = self.connect().await?;
+            match sender.send_request(req).await {
+                Ok(resp) => self.finish(resp, Pooled { sender, task }).await,
+                Err(e) => {
+                    task.abort();
+                    Err(api(e))
+                }
+            }
         })
+    }
+
+    fn take_pooled(&self) -> Option<Pooled> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(c) = pool.pop() {
+            if !c.sender.is_closed() {
+                return Some(c);
+            }
+            c.task.abort();
+        }
+        None
+    }
+
+    /// Read the whole response, then keep the connection for the next request.
+    async fn finish(
+        &self,
+        resp: http::Response<hyper::body::Incoming>,
+        c: Pooled,
+    ) -> Result<(u16, Bytes), ClusterError> {
+        let status = resp.status().as_u16();
+        let bytes = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                c.task.abort();
+                return Err(api(e));
+            }
+        };
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX && !c.sender.is_closed() {
+            pool.push(c);
+        } else {
+            c.task.abort();
+        }
+        Ok((status, bytes))
+    }
+
+    fn build_request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<http::Request<Full<Bytes>>, ClusterError> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("authorization", format!("Bearer {}", self.token));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        req.header("accept", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(api)
+    }
+
+    /// A new connection (TCP, TLS, HTTP/1.1 handshake) with its task running.
+    async fn connect(
+        &self,
+    ) -> Result<
+        (
+            hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+            tokio::task::JoinHandle<hyper::Result<()>>,
+        ),
+        ClusterError,
+    > {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| ClusterError::Unreachable(format!("connect {}: {e}", self.addr)))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| ClusterError::Unreachable(format!("TLS to {}: {e}", self.addr)))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| {
+                ClusterError::Unreachable(format!("HTTP handshake with {}: {e}", self.addr))
+            })?;
+        Ok((sender, tokio::spawn(conn)))
     }
 
     /// Connect (TLS), send one request and return its response with the connection (keep
@@ -209,32 +321,8 @@ impl HttpCluster {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Sent, ClusterError> {
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| ClusterError::Unreachable(format!("connect {}: {e}", self.addr)))?;
-        let tls = self
-            .tls
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| ClusterError::Unreachable(format!("TLS to {}: {e}", self.addr)))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| {
-                ClusterError::Unreachable(format!("HTTP handshake with {}: {e}", self.addr))
-            })?;
-        let conn = tokio::spawn(conn);
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host)
-            .header("authorization", format!("Bearer {}", self.token));
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .header("accept", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(api)?;
+        let (mut sender, conn) = self.connect().await?;
+        let req = self.build_request(method, path, body)?;
         match sender.send_request(req).await {
             Ok(resp) => Ok((resp, sender, conn)),
             Err(e) => {

@@ -6,6 +6,7 @@
 //! watch has reported every create/delete (or the expectation expires), no new pod actions
 //! are issued for that ReplicaSet.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
@@ -197,9 +198,9 @@ pub fn rank_for_deletion(pods: &mut [&Pod]) {
 }
 
 /// One sync of `rs` against the pods of its namespace at time `now`.
-pub fn reconcile(
+pub fn reconcile<P: Borrow<Pod>>(
     rs: &ReplicaSet,
-    pods: &[Pod],
+    pods: &[P],
     exp: &mut Expectations,
     now: DateTime<Utc>,
 ) -> Outcome {
@@ -210,6 +211,7 @@ pub fn reconcile(
     let mut actions = Vec::new();
     let mut owned: Vec<&Pod> = Vec::new();
     for p in pods {
+        let p: &Pod = p.borrow();
         if p.metadata.namespace != rs.metadata.namespace {
             continue;
         }

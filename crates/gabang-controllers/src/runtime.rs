@@ -685,7 +685,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
         };
         let d = (*d).clone();
         let rss = c.replica_sets.cloned_ns(ns);
-        let pods = c.pods.cloned_ns(ns);
+        let pods = c.pods.list_ns(ns);
         let now = self.shared.clock.now();
         let out = deployment::reconcile(&d, &rss, &pods, now);
         let mut n = 0;
@@ -755,7 +755,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
             return Ok(0);
         };
         let rs = (*rs).clone();
-        let pods = c.pods.cloned_ns(ns);
+        let pods = c.pods.list_ns(ns);
         let now = self.shared.clock.now();
         let out = {
             let mut exp = self.lock_exp();
@@ -854,7 +854,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
         if s.metadata.deletion_timestamp.is_some() {
             return Ok(0);
         }
-        let pods = c.pods.cloned_ns(ns);
+        let pods = c.pods.list_ns(ns);
         let existing = c.endpoints.get(ns, name);
         let slices = c.slices.cloned_ns(ns);
         let actions = endpoints::reconcile(&s, &pods, existing.as_deref(), &slices);
@@ -889,7 +889,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
         let now = self.shared.clock.now();
         let nodes = c.nodes.cloned();
         let leases = c.leases.cloned_ns(nodelifecycle::LEASE_NAMESPACE);
-        let pods = c.pods.cloned();
+        let pods = c.pods.list();
         let out = nodelifecycle::reconcile(&nodes, &leases, &pods, &self.config.node, now);
         if let Some(t) = out.next_check {
             self.shared.queue.add_at(Key::Nodes, t);
@@ -943,7 +943,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut pods = c.pods.cloned();
+        let mut pods = c.pods.list();
         // Pods we bound that the cache does not show bound yet count as placed.
         let mut pending_idx = Vec::new();
         for (i, p) in pods.iter_mut().enumerate() {
@@ -952,9 +952,11 @@ impl<C: WatchCluster + 'static> Manager<C> {
             }
             match assumed.get(&key_of(&p.metadata)) {
                 Some(node) => {
-                    if let Some(s) = p.spec.as_mut() {
+                    let mut placed = (**p).clone();
+                    if let Some(s) = placed.spec.as_mut() {
                         s.node_name = Some(node.clone());
                     }
+                    *p = Arc::new(placed);
                 }
                 None => {
                     if p.spec.is_some() {
@@ -968,13 +970,13 @@ impl<C: WatchCluster + 'static> Manager<C> {
             return Ok(0);
         }
         pending_idx.sort_by_key(|&i| pods[i].metadata.creation_timestamp.as_ref().map(|t| t.0));
-        let mut sched = Scheduler::new(&nodes, &pods);
+        let mut sched = Scheduler::with_pods(&nodes, &pods);
         let mut writes = 0;
         let mut unschedulable = 0;
         let mut err = None;
         let mut live = HashSet::new();
         for i in pending_idx {
-            let p = &pods[i];
+            let p: &Pod = &pods[i];
             let pk = ObjectKey::of(&p.metadata);
             let key = pk.to_string();
             live.insert(key.clone());

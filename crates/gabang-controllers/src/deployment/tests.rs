@@ -88,7 +88,7 @@ impl Sim {
     /// One controller sync, then the world reacts. Returns the outcome.
     fn step(&mut self) -> Outcome {
         self.step += 1;
-        let o = reconcile(&self.d, &self.rss, &[], t(self.step));
+        let o = reconcile::<Pod>(&self.d, &self.rss, &[], t(self.step));
         for a in &o.actions {
             match a {
                 RsAction::Create(rs) => {
@@ -364,7 +364,9 @@ fn rollback_reuses_old_replica_set_and_bumps_revision() {
         Some("3")
     );
     // Idempotent at rest: no actions.
-    assert!(reconcile(&sim.d, &sim.rss, &[], t(1000)).actions.is_empty());
+    assert!(reconcile::<Pod>(&sim.d, &sim.rss, &[], t(1000))
+        .actions
+        .is_empty());
 }
 
 #[test]
@@ -464,7 +466,7 @@ fn stuck_rollout_exceeds_progress_deadline() {
     sim.step();
     // The new pod never becomes available: reconcile without the world moving.
     let at = |s: i64, sim: &mut Sim| {
-        let o = reconcile(&sim.d, &sim.rss, &[], t(s));
+        let o = reconcile::<Pod>(&sim.d, &sim.rss, &[], t(s));
         sim.d.status = Some(o.status);
         sim.condition("Progressing")
     };
