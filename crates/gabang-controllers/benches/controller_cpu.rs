@@ -1,7 +1,8 @@
 //! CPU time of the controller manager against the real in-process API server (HTTPS on
 //! loopback, SQLite in a temp dir), side by side in one run: the watch-driven
 //! `runtime::Manager` and the previous `polling::PollingManager` (a full LIST-everything pass
-//! every 300 ms, as `gabang server` ran it; the anchor).
+//! every 300 ms, as `gabang server` ran it; the anchor), the latter both with the kept-alive
+//! HTTP client and with a new connection per request (as it shipped before).
 //!
 //! For each: a Deployment scaled 0 → 100 replicas on 3 fake nodes (fake agent on its own
 //! thread) until all pods are Ready and the Deployment reports 100 available; then 10 s idle,
@@ -97,7 +98,16 @@ fn deployment() -> Deployment {
     }
 }
 
-fn run(polling: bool) -> Result {
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    Watch,
+    Polling,
+    /// The polling loop with a new connection (TLS handshake) per request: as shipped before.
+    PollingNoKeepAlive,
+}
+
+fn run(v: Variant) -> Result {
+    let polling = v != Variant::Watch;
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -158,7 +168,15 @@ fn run(polling: bool) -> Result {
     };
     // Everything started from here on, apart from the API server's threads, is the manager.
     let before = tids();
-    let mc = client();
+    let mc = if v == Variant::PollingNoKeepAlive {
+        Arc::new(
+            HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token)
+                .unwrap()
+                .with_keep_alive(false),
+        )
+    } else {
+        client()
+    };
     let stats = {
         let mc = mc.clone();
         move || mc.stats()
@@ -258,17 +276,27 @@ fn run(polling: bool) -> Result {
 }
 
 fn main() {
-    let new = run(false);
-    let old = run(true);
-    for (what, r) in [("watch-driven Manager", &new), ("polling (anchor)", &old)] {
+    let new = run(Variant::Watch);
+    let old = run(Variant::Polling);
+    let before = run(Variant::PollingNoKeepAlive);
+    for (what, r) in [
+        ("watch-driven Manager", &new),
+        ("polling, keep-alive", &old),
+        ("polling as before", &before),
+    ] {
         println!(
             "{what:>22}: 0 -> {REPLICAS} Ready in {:.2}s, manager CPU {:.0} ms; idle CPU {:.0} ms/min; {}",
             r.rollout_s, r.rollout_cpu_ms, r.idle_cpu_ms_per_min, r.requests
         );
     }
-    println!(
-        "ratio polling/watch-driven: rollout CPU {:.1}x, idle CPU {:.1}x",
-        old.rollout_cpu_ms / new.rollout_cpu_ms.max(0.001),
-        old.idle_cpu_ms_per_min / new.idle_cpu_ms_per_min.max(0.001)
-    );
+    for (what, r) in [
+        ("polling, keep-alive", &old),
+        ("polling as before", &before),
+    ] {
+        println!(
+            "{what} / watch-driven: rollout CPU {:.1}x, idle CPU {:.0}x",
+            r.rollout_cpu_ms / new.rollout_cpu_ms.max(0.001),
+            r.idle_cpu_ms_per_min / new.idle_cpu_ms_per_min.max(0.001)
+        );
+    }
 }

@@ -85,6 +85,7 @@ struct Pooled {
 const POOL_MAX: usize = 8;
 
 pub struct HttpCluster {
+    keep_alive: bool,
     pool: std::sync::Mutex<Vec<Pooled>>,
     counters: Counters,
     addr: SocketAddr,
@@ -169,6 +170,7 @@ impl HttpCluster {
             .build()
             .map_err(|e| api(format!("runtime: {e}")))?;
         Ok(HttpCluster {
+            keep_alive: true,
             pool: std::sync::Mutex::new(Vec::new()),
             counters: Counters::default(),
             addr,
@@ -178,6 +180,12 @@ impl HttpCluster {
             server_name: ServerName::IpAddress(addr.ip().into()),
             rt,
         })
+    }
+
+    /// `false`: a new connection per request (how this client worked before; benchmarks).
+    pub fn with_keep_alive(mut self, on: bool) -> Self {
+        self.keep_alive = on;
+        self
     }
 
     /// Requests sent so far.
@@ -259,7 +267,7 @@ impl HttpCluster {
             }
         };
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOL_MAX && !c.sender.is_closed() {
+        if self.keep_alive && pool.len() < POOL_MAX && !c.sender.is_closed() {
             pool.push(c);
         } else {
             c.task.abort();
