@@ -426,6 +426,11 @@ pub struct Manager<C: WatchCluster + 'static> {
     shared: Arc<Shared>,
     config: Config,
     sched_messages: HashMap<String, String>,
+    /// Pod creates whose outcome is unknown (the connection broke after sending), per
+    /// ReplicaSet key: pod names to look up once the API server answers again.
+    unknown_creates: HashMap<String, Vec<String>>,
+    names: std::collections::hash_map::RandomState,
+    name_seq: u64,
     statuses: Vec<Arc<InformerStatus>>,
     progress: Arc<Progress>,
     stop: StopSignal,
@@ -484,6 +489,9 @@ impl<C: WatchCluster + 'static> Manager<C> {
             shared: shared.clone(),
             config: config.into(),
             sched_messages: HashMap::new(),
+            unknown_creates: HashMap::new(),
+            names: std::collections::hash_map::RandomState::new(),
+            name_seq: 0,
             statuses: Vec::new(),
             progress,
             stop,
@@ -749,12 +757,14 @@ impl<C: WatchCluster + 'static> Manager<C> {
 
     fn sync_replica_set(&mut self, k: &str) -> Result<usize, ClusterError> {
         let (ns, name) = k.split_once('/').unwrap_or(("", k));
-        let c = &self.shared.caches;
+        let shared = self.shared.clone();
+        let c = &shared.caches;
         let Some(rs) = c.replica_sets.get(ns, name) else {
             self.lock_exp().forget(k);
             return Ok(0);
         };
         let rs = (*rs).clone();
+        self.resolve_unknown_creates(k, ns)?;
         let pods = c.pods.list_ns(ns);
         let now = self.shared.clock.now();
         let out = {
@@ -769,18 +779,28 @@ impl<C: WatchCluster + 'static> Manager<C> {
                 break;
             }
             let r = match a {
-                PodAction::Create(p) => match self.cluster.create(p.as_ref()) {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        // Certainly not created: nothing for the watch to show. If the outcome
-                        // is unknown (the connection broke after sending), the watch decides,
-                        // or the expectation expires.
-                        if e.not_applied() {
-                            self.lock_exp().creation_observed(k);
+                PodAction::Create(p) => {
+                    // The name is chosen here (not by generateName) so that a create whose
+                    // outcome is unknown can be looked up later.
+                    let mut p = (**p).clone();
+                    let name = self.pod_name(p.metadata.generate_name.as_deref().unwrap_or(""));
+                    p.metadata.name = Some(name.clone());
+                    match self.cluster.create(&p) {
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            if e.not_applied() {
+                                // Certainly not created: nothing for the watch to show.
+                                self.lock_exp().creation_observed(k);
+                            } else {
+                                self.unknown_creates
+                                    .entry(k.to_string())
+                                    .or_default()
+                                    .push(name);
+                            }
+                            Err(e)
                         }
-                        Err(e)
                     }
-                },
+                }
                 PodAction::Delete(pk) => {
                     let r = self.cluster.delete::<Pod>(
                         &pk.namespace,
@@ -835,6 +855,56 @@ impl<C: WatchCluster + 'static> Manager<C> {
         match err {
             Some(e) => Err(e),
             None => Ok(n),
+        }
+    }
+
+    /// `<prefix><5 random characters>` as the API server's generateName would make.
+    fn pod_name(&mut self, prefix: &str) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        self.name_seq += 1;
+        let mut h = self.names.build_hasher();
+        h.write_u64(self.name_seq);
+        let mut n = h.finish();
+        let suffix: String = (0..5)
+            .map(|_| {
+                let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
+                n /= ALPHABET.len() as u64;
+                c
+            })
+            .collect();
+        format!("{prefix}{suffix}")
+    }
+
+    /// Creates of this ReplicaSet whose outcome was unknown: a pod that exists will be seen
+    /// by the pod informer (which lowers the expectation); one that does not was never
+    /// created, so its expectation is lowered now. Fails while the API server does not answer.
+    fn resolve_unknown_creates(&mut self, k: &str, ns: &str) -> Result<(), ClusterError> {
+        let Some(names) = self.unknown_creates.remove(k) else {
+            return Ok(());
+        };
+        let mut left = Vec::new();
+        let mut err = None;
+        for name in names {
+            if err.is_some() {
+                left.push(name);
+                continue;
+            }
+            match self.cluster.get::<Pod>(ns, &name) {
+                Ok(Some(_)) => {}
+                Ok(None) => self.lock_exp().creation_observed(k),
+                Err(e) => {
+                    left.push(name);
+                    err = Some(e);
+                }
+            }
+        }
+        if !left.is_empty() {
+            self.unknown_creates.insert(k.to_string(), left);
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 

@@ -217,7 +217,15 @@ impl Observer {
                 s.max_live = s.max_live.max(n);
                 let b = b2.load(Ordering::SeqCst);
                 if n > b {
-                    s.violations.push(format!("{n} live pods > bound {b}"));
+                    let mut by_rs: std::collections::BTreeMap<String, usize> = Default::default();
+                    for p in s.live.values() {
+                        if let Some(r) = controller_ref(&p.metadata) {
+                            *by_rs.entry(r.name.clone()).or_default() += 1;
+                        }
+                    }
+                    s.violations.push(format!(
+                        "{n} live pods > bound {b}: by ReplicaSet {by_rs:?}"
+                    ));
                 }
             };
             while !st2.load(Ordering::Relaxed) {
@@ -302,19 +310,23 @@ fn wait_for(what: &str, secs: u64, f: &dyn Fn() -> bool) {
     panic!("never reached: {what}");
 }
 
-/// Set the Deployment's replicas (read-modify-write, retried on conflict with the manager's
-/// status writes).
-fn scale(c: &HttpCluster, replicas: i32) {
+/// Change the Deployment (read-modify-write, retried on conflict with the manager's status
+/// writes).
+fn update_deployment(c: &HttpCluster, f: &dyn Fn(&mut Deployment)) {
     for _ in 0..50 {
         let mut d: Deployment = c.get("default", "web").unwrap().unwrap();
-        d.spec.as_mut().unwrap().replicas = Some(replicas);
+        f(&mut d);
         match c.update(&d) {
             Ok(_) => return,
             Err(ClusterError::Conflict { .. }) => continue,
-            Err(e) => panic!("scale: {e}"),
+            Err(e) => panic!("update: {e}"),
         }
     }
-    panic!("scale: conflicts did not stop");
+    panic!("update: conflicts did not stop");
+}
+
+fn scale(c: &HttpCluster, replicas: i32) {
+    update_deployment(c, &|d| d.spec.as_mut().unwrap().replicas = Some(replicas));
 }
 
 fn ready_pods(c: &HttpCluster) -> usize {
@@ -361,20 +373,36 @@ fn restarts_of_manager_and_apiserver_never_create_a_pod_too_many() {
     server.kill();
     let server = Server::start(dir.path(), addr, StoreSpec::Url(url));
     *client.lock().unwrap() = server.client();
-    wait_for("80 ready after the restart", 90, &|| ready_pods(&c()) == 80);
+    let deadline = Instant::now() + StdDuration::from_secs(90);
+    while ready_pods(&c()) != 80 {
+        if Instant::now() > deadline {
+            let pods: Vec<Pod> = c().list().unwrap();
+            let seen = observer.seen.lock().unwrap();
+            panic!(
+                "never 80 ready after the restart: {} pods, {} live, {} ready; observer: {} live, {} created, {:?}",
+                pods.len(),
+                pods.iter().filter(|p| owned_live(p)).count(),
+                ready_pods(&c()),
+                seen.live.len(),
+                seen.created.len(),
+                seen.violations
+            );
+        }
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
     // Settle, then look at everything.
     std::thread::sleep(StdDuration::from_millis(500));
-    m2.stop();
-    drop(agent);
     let pods: Vec<Pod> = c().list().unwrap();
-    let live: Vec<&Pod> = pods.iter().filter(|p| owned_live(p)).collect();
-    assert_eq!(live.len(), 80);
+    assert_eq!(pods.iter().filter(|p| owned_live(p)).count(), 80);
     assert_eq!(c().list::<ReplicaSet>().unwrap().len(), 1);
-    let seen = observer.seen.lock().unwrap();
-    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
-    assert_eq!(seen.max_live, 80);
-    // No pod was ever created beyond the 80 (a duplicate would have been seen, then deleted).
-    assert_eq!(seen.created.len(), 80, "pods ever created");
+    {
+        let seen = observer.seen.lock().unwrap();
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        assert_eq!(seen.max_live, 80);
+        // No pod was ever created beyond the 80 (a duplicate would have been seen, then
+        // deleted).
+        assert_eq!(seen.created.len(), 80, "pods ever created");
+    }
     eprintln!(
         "manager 1 stopped after {after_m1} pods; API server restarted at {mid} of 80 live pods"
     );
@@ -383,6 +411,57 @@ fn restarts_of_manager_and_apiserver_never_create_a_pod_too_many() {
         "manager 1 was stopped mid scale-up ({after_m1})"
     );
     assert!(mid < 80, "the API server restarted mid scale-up ({mid})");
+
+    // A rollout (new image) with a manager restart in the middle: the live pods stay within
+    // 80 + maxSurge (25% = 20) throughout, and it ends with 80 pods of the new template.
+    observer.bound.store(100, Ordering::SeqCst);
+    update_deployment(&c(), &|d| {
+        let t = &mut d.spec.as_mut().unwrap().template;
+        t.spec.as_mut().unwrap().containers[0].image = Some("web:v2".into());
+    });
+    let image_of = |p: &Pod| {
+        p.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap_or_default()
+    };
+    let new_live = || {
+        c().list::<Pod>()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| owned_live(p) && image_of(p) == "web:v2")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for("rollout under way", 30, &|| new_live() >= 10);
+    m2.stop();
+    let rolled_at = new_live();
+    let m3 = manager(server.client()).spawn().unwrap();
+    wait_for("rollout done", 120, &|| {
+        let pods: Vec<Pod> = c().list().unwrap_or_default();
+        let live: Vec<&Pod> = pods.iter().filter(|p| owned_live(p)).collect();
+        live.len() == 80 && live.iter().all(|p| image_of(p) == "web:v2" && pod_ready(p))
+    });
+    std::thread::sleep(StdDuration::from_millis(500));
+    m3.stop();
+    drop(agent);
+    let pods: Vec<Pod> = c().list().unwrap();
+    let live: Vec<&Pod> = pods.iter().filter(|p| owned_live(p)).collect();
+    assert_eq!(live.len(), 80);
+    assert!(live.iter().all(|p| image_of(p) == "web:v2"));
+    assert_eq!(c().list::<ReplicaSet>().unwrap().len(), 2);
+    let seen = observer.seen.lock().unwrap();
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    assert!(seen.max_live <= 100, "{}", seen.max_live);
+    eprintln!(
+        "rollout: manager restarted at {rolled_at} new pods; at most {} live pods",
+        seen.max_live
+    );
+    assert!(
+        rolled_at < 80,
+        "the manager restarted mid-rollout ({rolled_at})"
+    );
 }
 
 #[test]
