@@ -525,12 +525,19 @@ fn ensure_new(
     }
 }
 
-/// Kubernetes' `NewRSNewReplicas` for RollingUpdate.
+/// Kubernetes' `NewRSNewReplicas` for RollingUpdate, except that a ReplicaSet still above
+/// its size (pods not yet deleted after a scale-down) counts its pods: the new one grows
+/// only into room the old ones have really freed, so live pods stay within replicas +
+/// maxSurge even when the ReplicaSet controller is behind.
 fn new_rs_replicas(w: &World<'_>) -> i32 {
     let want = desired(w.d);
     let (surge, _) = fenceposts(w.d);
     let cur_new = w.new.map(|i| spec_replicas(&w.rss[i])).unwrap_or(0);
-    let total = w.total_spec();
+    let total: i32 = w
+        .rss
+        .iter()
+        .map(|rs| spec_replicas(rs).max(rs.status.as_ref().map_or(0, |s| s.replicas)))
+        .sum();
     let max_total = want + surge;
     if total >= max_total {
         return cur_new;
