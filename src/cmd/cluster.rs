@@ -47,27 +47,26 @@ pub fn run(cmd: ClusterCommand, root: &Path) -> Result<i32> {
 /// The controllers (Deployment, ReplicaSet, scheduler, endpoints, GC, node lifecycle) as
 /// a client of the API server, on a plain thread: their HTTP client blocks on its own runtime.
 fn start_controllers(addr: SocketAddr, ca_pem: String, token: String) {
-    use gabang_controllers::nodelifecycle::{Config, SystemClock};
-    std::thread::spawn(move || {
-        let cluster = match gabang_controllers::http::HttpCluster::new(addr, &ca_pem, &token) {
-            Ok(c) => std::sync::Arc::new(c),
-            Err(e) => {
-                eprintln!("gabang: controllers not started: {e}");
-                return;
-            }
-        };
-        let mut m = gabang_controllers::runtime::Manager::new(
-            cluster,
-            std::sync::Arc::new(SystemClock),
-            Config::default(),
-        );
-        loop {
-            if let Err(e) = m.sync() {
-                tracing::warn!("controllers: {e}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        }
-    });
+    use gabang_controllers::nodelifecycle::SystemClock;
+    use gabang_controllers::runtime::{Config, Manager};
+    let spawned = std::thread::Builder::new()
+        .name("controllers".into())
+        .spawn(move || {
+            let cluster = match gabang_controllers::http::HttpCluster::new(addr, &ca_pem, &token) {
+                Ok(c) => std::sync::Arc::new(c),
+                Err(e) => {
+                    eprintln!("gabang: controllers not started: {e}");
+                    return;
+                }
+            };
+            // Informers watch the API server; the worker blocks on its queue until a watch
+            // event or a delayed key (lease expiry, progress deadline) needs it.
+            let mut m = Manager::new(cluster, std::sync::Arc::new(SystemClock), Config::default());
+            m.run();
+        });
+    if let Err(e) = spawned {
+        eprintln!("gabang: controllers not started: {e}");
+    }
 }
 
 /// The API server on `store` (CA, certificates and admin kubeconfig under `data_dir`), and

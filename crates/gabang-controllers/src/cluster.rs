@@ -5,8 +5,8 @@
 //! controllers rely on: `generateName`, uids, resourceVersion, `metadata.generation` bumped on
 //! spec changes, and deletion with finalizers and propagation (`foregroundDeletion`, `orphan`).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::{Metadata, Resource};
@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::gc::{Propagation, FOREGROUND, ORPHAN};
+pub use crate::http::WatchEvent;
 use crate::nodelifecycle::Clock;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -34,8 +35,20 @@ pub enum ClusterError {
         key: String,
         message: String,
     },
+    /// Any other failure; the request may or may not have taken effect.
     #[error("cluster API: {0}")]
     Api(String),
+    /// The request never reached the API server (connect, TLS or handshake failed): it
+    /// certainly had no effect.
+    #[error("cluster API unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl ClusterError {
+    /// The server certainly did not carry the request out (rejected it, or never got it).
+    pub fn not_applied(&self) -> bool {
+        !matches!(self, ClusterError::Api(_))
+    }
 }
 
 /// Objects the controllers handle.
@@ -79,17 +92,91 @@ pub trait Cluster: Send + Sync {
     fn force_delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError>;
 }
 
+/// Tells blocking watches to end. Cloned handles share one signal; set once.
+#[derive(Clone)]
+pub struct StopSignal(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+    /// A receiver whose `changed()` completes when [`StopSignal::stop`] is called.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
+/// List + watch, what informers need ([`crate::informer`]).
+pub trait WatchCluster: Cluster {
+    /// All `K` with the list's resourceVersion (to watch from).
+    fn list_versioned<K: Object>(&self) -> Result<(Vec<K>, String), ClusterError>;
+    /// Watch `K` after `resource_version`, calling `on_event` per event, until it returns
+    /// false, `stop` is set or the stream ends. A resourceVersion too old to resume from is
+    /// reported as `WatchEvent::Error` whose message starts with "410".
+    fn watch<K: Object>(
+        &self,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), ClusterError>;
+    /// The latest resourceVersion if known without a request (in-memory clusters): the test
+    /// harness waits until every informer has seen it. None over HTTP.
+    fn latest_version(&self) -> Option<u64> {
+        None
+    }
+}
+
 type Key = (String, String, String); // (apiVersion/kind, namespace, name)
+
+/// One change in the in-memory cluster's event log.
+struct LogEntry {
+    seq: u64,
+    kind: String,
+    ty: u8, // 0 added, 1 modified, 2 deleted
+    obj: serde_json::Value,
+}
+
+/// Events kept for watches; older ones are compacted (a watch from before gets 410).
+const LOG_CAPACITY: usize = 200_000;
 
 #[derive(Default)]
 struct State {
     objects: BTreeMap<Key, serde_json::Value>,
     seq: u64,
+    log: VecDeque<LogEntry>,
+    /// Watches from a resourceVersion below this are too old.
+    compacted: u64,
 }
 
-/// An in-memory cluster for tests and benchmarks.
+impl State {
+    fn record(&mut self, kind: &str, ty: u8, obj: serde_json::Value) {
+        if self.log.len() >= LOG_CAPACITY {
+            if let Some(e) = self.log.pop_front() {
+                self.compacted = e.seq;
+            }
+        }
+        self.log.push_back(LogEntry {
+            seq: self.seq,
+            kind: kind.to_string(),
+            ty,
+            obj,
+        });
+    }
+}
+
+/// An in-memory cluster for tests and benchmarks, with a watchable event log.
 pub struct MemCluster {
     state: Mutex<State>,
+    changed: Condvar,
     clock: Arc<dyn Clock>,
 }
 
@@ -129,6 +216,7 @@ impl MemCluster {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         MemCluster {
             state: Mutex::new(State::default()),
+            changed: Condvar::new(),
             clock,
         }
     }
@@ -142,6 +230,13 @@ impl MemCluster {
             kind: K::KIND.into(),
             key: format!("{ns}/{name}"),
         }
+    }
+
+    /// Drop the event log up to now: a watch from an older resourceVersion gets 410 Gone.
+    pub fn compact(&self) {
+        let mut st = self.lock();
+        st.compacted = st.seq;
+        st.log.clear();
     }
 
     /// Number of stored objects of a type (for tests).
@@ -199,9 +294,13 @@ impl MemCluster {
         let out: K = from_json(&new)?;
         if deleting && finalizers_empty {
             st.objects.remove(&key);
+            st.record(&key.0, 2, new);
         } else {
-            st.objects.insert(key, new);
+            st.objects.insert(key.clone(), new.clone());
+            st.record(&key.0, 1, new);
         }
+        drop(st);
+        self.changed.notify_all();
         Ok(out)
     }
 }
@@ -261,7 +360,11 @@ impl Cluster for MemCluster {
                 key: format!("{}/{}", key.1, key.2),
             });
         }
-        st.objects.insert(key, to_json(&obj)?);
+        let v = to_json(&obj)?;
+        st.objects.insert(key.clone(), v.clone());
+        st.record(&key.0, 0, v);
+        drop(st);
+        self.changed.notify_all();
         Ok(obj)
     }
 
@@ -297,15 +400,21 @@ impl Cluster for MemCluster {
             Propagation::Orphan => fins.push(ORPHAN.into()),
             Propagation::Background => {}
         }
+        st.seq += 1;
         if fins.is_empty() && !spec_fins {
+            m.resource_version = Some(st.seq.to_string());
             st.objects.remove(&key);
+            let v = to_json(&obj)?;
+            st.record(&key.0, 2, v);
         } else {
             m.deletion_timestamp = Some(Time(now));
-            st.seq += 1;
             m.resource_version = Some(st.seq.to_string());
             let v = to_json(&obj)?;
-            st.objects.insert(key, v);
+            st.objects.insert(key.clone(), v.clone());
+            st.record(&key.0, 1, v);
         }
+        drop(st);
+        self.changed.notify_all();
         Ok(())
     }
 
@@ -338,6 +447,95 @@ impl Cluster for MemCluster {
             });
         }
         v["spec"]["nodeName"] = serde_json::json!(node);
+        st.seq += 1;
+        let seq = st.seq;
+        let Some(v) = st.objects.get_mut(&key) else {
+            return Err(Self::not_found::<P>(namespace, name));
+        };
+        v["metadata"]["resourceVersion"] = serde_json::json!(seq.to_string());
+        let v = v.clone();
+        st.record(&key.0, 1, v);
+        drop(st);
+        self.changed.notify_all();
         Ok(())
+    }
+}
+
+impl WatchCluster for MemCluster {
+    fn list_versioned<K: Object>(&self) -> Result<(Vec<K>, String), ClusterError> {
+        // Under one lock: the version is exactly the list's.
+        let tk = type_key::<K>();
+        let st = self.lock();
+        let items = st
+            .objects
+            .range((tk.clone(), String::new(), String::new())..)
+            .take_while(|(k, _)| k.0 == tk)
+            .map(|(_, v)| from_json(v))
+            .collect::<Result<Vec<K>, _>>()?;
+        Ok((items, st.seq.to_string()))
+    }
+
+    fn watch<K: Object>(
+        &self,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), ClusterError> {
+        let mut from: u64 = resource_version
+            .parse()
+            .map_err(|_| ClusterError::Api(format!("bad resourceVersion {resource_version:?}")))?;
+        let tk = type_key::<K>();
+        loop {
+            let mut batch = Vec::new();
+            let head;
+            {
+                let mut st = self.lock();
+                while st.seq <= from && !stop.is_stopped() {
+                    let (g, _) = self
+                        .changed
+                        .wait_timeout(st, std::time::Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner());
+                    st = g;
+                }
+                if stop.is_stopped() {
+                    return Ok(());
+                }
+                if from < st.compacted {
+                    let at = st.compacted;
+                    drop(st);
+                    on_event(WatchEvent::Error(format!(
+                        "410 Gone: too old resource version {from} (compacted at {at})"
+                    )));
+                    return Ok(());
+                }
+                let start = st.log.partition_point(|e| e.seq <= from);
+                for e in st.log.range(start..) {
+                    if e.kind == tk {
+                        batch.push((e.ty, e.obj.clone()));
+                    }
+                }
+                head = st.seq;
+            }
+            for (ty, v) in batch {
+                let obj: K = from_json(&v)?;
+                let ev = match ty {
+                    0 => WatchEvent::Added(obj),
+                    1 => WatchEvent::Modified(obj),
+                    _ => WatchEvent::Deleted(obj),
+                };
+                if !on_event(ev) {
+                    return Ok(());
+                }
+            }
+            from = head;
+            // Caught up: a bookmark says how far this watch has seen.
+            if !on_event(WatchEvent::Bookmark(head.to_string())) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn latest_version(&self) -> Option<u64> {
+        Some(self.lock().seq)
     }
 }

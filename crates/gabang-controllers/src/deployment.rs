@@ -11,6 +11,7 @@
 //! waits for their pods to be gone, then scales the new one up. Rollback is a template change
 //! back to an old ReplicaSet's: that RS is reused and its revision bumped to the highest.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
@@ -218,9 +219,37 @@ impl World<'_> {
         }
         let d = self.d;
         set_replicas(&mut self.rss[i], n, d);
-        self.actions
-            .push(RsAction::Update(Box::new(self.rss[i].clone())));
+        self.push_update(i);
         true
+    }
+    /// Like `scale`, but also when only the size annotations are out of date (kube's
+    /// `scaleReplicaSet`: otherwise the scaling event would be seen again).
+    fn scale_annotated(&mut self, i: usize, n: i32) -> bool {
+        let d = self.d;
+        let mut want = self.rss[i].clone();
+        set_replicas(&mut want, n, d);
+        if want.spec == self.rss[i].spec
+            && want.metadata.annotations == self.rss[i].metadata.annotations
+        {
+            return false;
+        }
+        self.rss[i] = want;
+        self.push_update(i);
+        true
+    }
+    /// One update per RS per sync: a later change replaces an earlier one (two PUTs of the
+    /// same resourceVersion would conflict).
+    fn push_update(&mut self, i: usize) {
+        let rs = self.rss[i].clone();
+        if let Some(slot) = self
+            .actions
+            .iter_mut()
+            .find(|a| matches!(a, RsAction::Update(u) if u.metadata.name == rs.metadata.name))
+        {
+            *slot = RsAction::Update(Box::new(rs));
+        } else {
+            self.actions.push(RsAction::Update(Box::new(rs)));
+        }
     }
     fn total_spec(&self) -> i32 {
         self.rss.iter().map(spec_replicas).sum()
@@ -288,10 +317,10 @@ pub fn new_replica_set(
 }
 
 /// One sync of `d` against the ReplicaSets and pods of its namespace.
-pub fn reconcile(
+pub fn reconcile<P: Borrow<Pod>>(
     d: &Deployment,
     replica_sets: &[ReplicaSet],
-    pods: &[Pod],
+    pods: &[P],
     now: DateTime<Utc>,
 ) -> Outcome {
     let uid = d.metadata.uid.clone().unwrap_or_default();
@@ -345,11 +374,15 @@ pub fn reconcile(
                 .annotations
                 .get_or_insert_with(BTreeMap::new)
                 .insert(REVISION.into(), (max_old_rev + 1).to_string());
-            w.actions.push(RsAction::Update(Box::new(w.rss[i].clone())));
+            w.push_update(i);
         }
     }
 
-    if !deleting && !paused {
+    let active = w.rss.iter().filter(|rs| spec_replicas(rs) > 0).count();
+    if !deleting && is_scaling_event(&w) && (!is_recreate(d) || active <= 1) {
+        // replicas changed (also while paused or mid-rollout): resize first (kube's `scale`).
+        progressed = scale_proportionally(&mut w);
+    } else if !deleting && !paused {
         if is_recreate(d) {
             progressed = rollout_recreate(&mut w, pods, max_old_rev, now, &mut created);
         } else {
@@ -371,6 +404,111 @@ pub fn reconcile(
     }
 }
 
+/// Kube's `isScalingEvent`: an active ReplicaSet was sized for another `replicas`.
+fn is_scaling_event(w: &World<'_>) -> bool {
+    let want = desired(w.d);
+    w.rss.iter().filter(|rs| spec_replicas(rs) > 0).any(|rs| {
+        rs.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DESIRED_REPLICAS))
+            .and_then(|v| v.parse::<i32>().ok())
+            .is_some_and(|v| v != want)
+    })
+}
+
+/// Kube's `getReplicaSetFraction`: how many replicas `rs` gains (or loses) when the
+/// Deployment's allowed size goes from its `max-replicas` annotation to replicas + maxSurge.
+fn replica_set_fraction(rs: &ReplicaSet, d: &Deployment) -> i32 {
+    let want = desired(d);
+    let r = spec_replicas(rs);
+    if want == 0 {
+        return -r;
+    }
+    let allowed = want + if is_recreate(d) { 0 } else { fenceposts(d).0 };
+    let annotated = rs
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MAX_REPLICAS))
+        .and_then(|v| v.parse::<i32>().ok())
+        .or_else(|| d.status.as_ref().and_then(|s| s.replicas))
+        .unwrap_or(0);
+    if annotated <= 0 {
+        return 0;
+    }
+    let size = (r as f64 * allowed as f64 / annotated as f64).round() as i32;
+    size - r
+}
+
+/// Kube's `scale`: spread a change of `replicas` over the active ReplicaSets in proportion
+/// to their sizes (larger first; the rounding leftover goes to the first), within
+/// replicas + maxSurge. One active ReplicaSet simply takes the new size; a saturated new one
+/// leaves the old ones at zero. Returns whether anything changed.
+fn scale_proportionally(w: &mut World<'_>) -> bool {
+    let want = desired(w.d);
+    let active: Vec<usize> = (0..w.rss.len())
+        .filter(|&i| spec_replicas(&w.rss[i]) > 0)
+        .collect();
+    if active.len() <= 1 {
+        let target = active.first().copied().or(w.new);
+        return target.is_some_and(|i| w.scale_annotated(i, want));
+    }
+    if let Some(ni) = w.new {
+        if spec_replicas(&w.rss[ni]) == want && available(&w.rss[ni]) >= want {
+            let mut changed = w.scale_annotated(ni, want);
+            for i in w.olds() {
+                if spec_replicas(&w.rss[i]) > 0 {
+                    changed |= w.scale_annotated(i, 0);
+                }
+            }
+            return changed;
+        }
+    }
+    if is_recreate(w.d) {
+        return false;
+    }
+    let allowed = want + fenceposts(w.d).0;
+    let total: i32 = active.iter().map(|&i| spec_replicas(&w.rss[i])).sum();
+    let to_add = allowed - total;
+    let created = |i: usize| w.rss[i].metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let mut order = active.clone();
+    order.sort_by(|&a, &b| {
+        let by_size = spec_replicas(&w.rss[b]).cmp(&spec_replicas(&w.rss[a]));
+        // Ties: newer first when growing, older first when shrinking.
+        let by_age = if to_add > 0 {
+            created(b).cmp(&created(a))
+        } else {
+            created(a).cmp(&created(b))
+        };
+        by_size
+            .then(by_age)
+            .then(w.rss[a].metadata.name.cmp(&w.rss[b].metadata.name))
+    });
+    let mut added = 0;
+    let mut sizes = Vec::with_capacity(order.len());
+    for &i in &order {
+        let r = spec_replicas(&w.rss[i]);
+        let mut p = 0;
+        if to_add != 0 && to_add != added {
+            let f = replica_set_fraction(&w.rss[i], w.d);
+            let left = to_add - added;
+            p = if to_add > 0 { f.min(left) } else { f.max(left) };
+        }
+        added += p;
+        sizes.push(r + p);
+    }
+    let mut changed = false;
+    for (k, &i) in order.iter().enumerate() {
+        let mut n = sizes[k];
+        if k == 0 && to_add != 0 {
+            n = (n + to_add - added).max(0);
+        }
+        changed |= w.scale_annotated(i, n);
+    }
+    changed
+}
+
 fn ensure_new(
     w: &mut World<'_>,
     max_old_rev: i64,
@@ -387,12 +525,19 @@ fn ensure_new(
     }
 }
 
-/// Kubernetes' `NewRSNewReplicas` for RollingUpdate.
+/// Kubernetes' `NewRSNewReplicas` for RollingUpdate, except that a ReplicaSet still above
+/// its size (pods not yet deleted after a scale-down) counts its pods: the new one grows
+/// only into room the old ones have really freed, so live pods stay within replicas +
+/// maxSurge even when the ReplicaSet controller is behind.
 fn new_rs_replicas(w: &World<'_>) -> i32 {
     let want = desired(w.d);
     let (surge, _) = fenceposts(w.d);
     let cur_new = w.new.map(|i| spec_replicas(&w.rss[i])).unwrap_or(0);
-    let total = w.total_spec();
+    let total: i32 = w
+        .rss
+        .iter()
+        .map(|rs| spec_replicas(rs).max(rs.status.as_ref().map_or(0, |s| s.replicas)))
+        .sum();
     let max_total = want + surge;
     if total >= max_total {
         return cur_new;
@@ -476,9 +621,9 @@ fn rollout_rolling(
     scaled
 }
 
-fn rollout_recreate(
+fn rollout_recreate<P: Borrow<Pod>>(
     w: &mut World<'_>,
-    pods: &[Pod],
+    pods: &[P],
     max_old_rev: i64,
     now: DateTime<Utc>,
     created: &mut bool,
@@ -496,7 +641,7 @@ fn rollout_recreate(
         .iter()
         .filter_map(|&i| w.rss[i].metadata.uid.clone())
         .collect();
-    let old_pods_left = pods.iter().any(|p| {
+    let old_pods_left = pods.iter().map(|p| p.borrow()).any(|p| {
         p.metadata.namespace == w.d.metadata.namespace
             && pod_active(p)
             && controller_ref(&p.metadata).is_some_and(|r| old_uids.contains(&r.uid))

@@ -17,6 +17,8 @@ use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use std::borrow::Borrow;
+
 use crate::common::{map_selector_matches, pod_ready, pod_terminated, ObjectKey};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -82,12 +84,13 @@ fn resolve_ports(svc: &Service, pod: &Pod) -> PortSet {
     out
 }
 
-fn selected_pods<'a>(svc: &Service, pods: &'a [Pod]) -> Option<Vec<PodEndpoint<'a>>> {
+fn selected_pods<'a, P: Borrow<Pod>>(svc: &Service, pods: &'a [P]) -> Option<Vec<PodEndpoint<'a>>> {
     let spec = svc.spec.as_ref()?;
     let sel = spec.selector.as_ref().filter(|s| !s.is_empty())?;
     let publish = spec.publish_not_ready_addresses.unwrap_or(false);
     let mut v: Vec<PodEndpoint<'a>> = pods
         .iter()
+        .map(|p| p.borrow())
         .filter(|p| p.metadata.namespace == svc.metadata.namespace)
         .filter(|p| map_selector_matches(sel, p.metadata.labels.as_ref()))
         .filter(|p| !pod_terminated(p))
@@ -147,7 +150,7 @@ fn group<'a, 'b>(
 
 /// The Endpoints object the Service needs; `None` for a Service without selector (its
 /// Endpoints are managed by hand).
-pub fn desired_endpoints(svc: &Service, pods: &[Pod]) -> Option<Endpoints> {
+pub fn desired_endpoints<P: Borrow<Pod>>(svc: &Service, pods: &[P]) -> Option<Endpoints> {
     let eps = selected_pods(svc, pods)?;
     let mut subsets = Vec::new();
     for (ports, members) in group(svc, &eps) {
@@ -212,9 +215,9 @@ fn short_hash(ports: &PortSet) -> String {
 
 /// The EndpointSlices the Service needs (deterministic names `<svc>-<ports hash>-<n>`), owned by
 /// the Service.
-pub fn desired_endpoint_slices(
+pub fn desired_endpoint_slices<P: Borrow<Pod>>(
     svc: &Service,
-    pods: &[Pod],
+    pods: &[P],
 ) -> Option<Vec<discovery::EndpointSlice>> {
     let eps = selected_pods(svc, pods)?;
     let svc_name = svc.metadata.name.clone().unwrap_or_default();
@@ -274,9 +277,9 @@ pub fn desired_endpoint_slices(
 }
 
 /// Diff desired Endpoints/EndpointSlices of `svc` against the existing ones of the namespace.
-pub fn reconcile(
+pub fn reconcile<P: Borrow<Pod>>(
     svc: &Service,
-    pods: &[Pod],
+    pods: &[P],
     existing: Option<&Endpoints>,
     slices: &[discovery::EndpointSlice],
 ) -> Vec<Action> {
@@ -487,8 +490,8 @@ mod tests {
         assert_eq!(ep.subsets.unwrap()[0].ports.as_ref().unwrap()[0].port, 8443);
         let mut manual = s.clone();
         manual.spec.as_mut().unwrap().selector = None;
-        assert!(desired_endpoints(&manual, &[]).is_none());
-        assert!(reconcile(&manual, &[], None, &[]).is_empty());
+        assert!(desired_endpoints::<Pod>(&manual, &[]).is_none());
+        assert!(reconcile::<Pod>(&manual, &[], None, &[]).is_empty());
     }
 
     #[test]

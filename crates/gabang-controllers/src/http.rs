@@ -1,11 +1,12 @@
 //! [`HttpCluster`]: the [`Cluster`] trait over a Kubernetes-compatible API server (ours, or
 //! a real one) via HTTPS + bearer token.
 //!
-//! Blocking calls on a private single-threaded tokio runtime: call it from a plain thread
-//! (the controller manager's), never from inside async code. One connection per request,
-//! HTTP/1.1 over rustls with the server's CA as the only root.
+//! Blocking calls on a private tokio runtime (one worker): call it from plain threads
+//! (the controller manager's), never from inside async code. HTTP/1.1 over rustls with the
+//! server's CA as the only root; requests reuse kept-alive connections, each watch has its own.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 
-use crate::cluster::{Cluster, ClusterError, Object};
+use crate::cluster::{Cluster, ClusterError, Object, StopSignal, WatchCluster};
 
 /// A sent request: its response, the sender (the connection lives while it does) and the
 /// connection task.
@@ -53,7 +54,40 @@ fn encode_query(v: &str) -> String {
     out
 }
 
+/// Requests an [`HttpCluster`] has sent, by verb (see [`HttpCluster::stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RequestStats {
+    /// GET of a collection (LIST), not watches.
+    pub lists: u64,
+    /// Watch requests opened.
+    pub watches: u64,
+    /// GET of one object.
+    pub gets: u64,
+    /// POST, PUT, DELETE.
+    pub writes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    lists: AtomicU64,
+    watches: AtomicU64,
+    gets: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// An idle kept-alive connection.
+struct Pooled {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<hyper::Result<()>>,
+}
+
+/// Idle connections kept for reuse (one TLS handshake per connection, not per request).
+const POOL_MAX: usize = 8;
+
 pub struct HttpCluster {
+    keep_alive: bool,
+    pool: std::sync::Mutex<Vec<Pooled>>,
+    counters: Counters,
     addr: SocketAddr,
     host: String,
     token: String,
@@ -77,6 +111,14 @@ fn collection<K: Resource>(ns: &str) -> String {
     } else {
         format!("{base}/namespaces/{ns}/{}", K::URL_PATH_SEGMENT)
     }
+}
+
+/// `/api/v1/pods`, `/apis/apps/v1/namespaces/x/deployments?..`: a collection, not an object.
+fn is_list_path(path: &str, core: bool) -> bool {
+    let p = path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+    let base = if core { 2 } else { 3 };
+    segs.len() == base + 1 || (segs.len() == base + 3 && segs.get(base) == Some(&"namespaces"))
 }
 
 fn error_of<K: Resource>(code: u16, body: &[u8], key: String) -> ClusterError {
@@ -119,11 +161,18 @@ impl HttpCluster {
         .with_root_certificates(roots)
         .with_no_client_auth();
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // One worker runs the connections; callers' threads drive their own requests, so
+        // several threads (informers, the manager) may block on requests at once.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gabang-http")
             .enable_all()
             .build()
             .map_err(|e| api(format!("runtime: {e}")))?;
         Ok(HttpCluster {
+            keep_alive: true,
+            pool: std::sync::Mutex::new(Vec::new()),
+            counters: Counters::default(),
             addr,
             host: addr.to_string(),
             token: token.to_string(),
@@ -133,7 +182,25 @@ impl HttpCluster {
         })
     }
 
-    /// One request; returns (status, body).
+    /// `false`: a new connection per request (how this client worked before; benchmarks).
+    pub fn with_keep_alive(mut self, on: bool) -> Self {
+        self.keep_alive = on;
+        self
+    }
+
+    /// Requests sent so far.
+    pub fn stats(&self) -> RequestStats {
+        let c = &self.counters;
+        RequestStats {
+            lists: c.lists.load(Ordering::Relaxed),
+            watches: c.watches.load(Ordering::Relaxed),
+            gets: c.gets.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One request; returns (status, body). Goes over a kept-alive connection when one is
+    /// idle (a request it could not send goes on a new one); the connection is kept after.
     fn request(
         &self,
         method: http::Method,
@@ -145,13 +212,113 @@ impl HttpCluster {
             None => Vec::new(),
         };
         self.rt.block_on(async {
-            let (resp, sender, conn) = self.send(method, path, Some(body)).await?;
-            let status = resp.status().as_u16();
-            let bytes = resp.into_body().collect().await.map_err(api)?.to_bytes();
-            drop(sender);
-            conn.abort();
-            Ok((status, bytes))
+            let mut req = self.build_request(method, path, Some(body))?;
+            while let Some(mut c) = self.take_pooled() {
+                if c.sender.ready().await.is_err() {
+                    c.task.abort();
+                    continue;
+                }
+                match c.sender.try_send_request(req).await {
+                    Ok(resp) => return self.finish(resp, c).await,
+                    Err(mut e) => {
+                        c.task.abort();
+                        match e.take_message() {
+                            // Never sent: safe to send again.
+                            Some(r) => req = r,
+                            None => return Err(api(e.into_error())),
+                        }
+                    }
+                }
+            }
+            let (mut sender, task) = self.connect().await?;
+            match sender.send_request(req).await {
+                Ok(resp) => self.finish(resp, Pooled { sender, task }).await,
+                Err(e) => {
+                    task.abort();
+                    Err(api(e))
+                }
+            }
         })
+    }
+
+    fn take_pooled(&self) -> Option<Pooled> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(c) = pool.pop() {
+            if !c.sender.is_closed() {
+                return Some(c);
+            }
+            c.task.abort();
+        }
+        None
+    }
+
+    /// Read the whole response, then keep the connection for the next request.
+    async fn finish(
+        &self,
+        resp: http::Response<hyper::body::Incoming>,
+        c: Pooled,
+    ) -> Result<(u16, Bytes), ClusterError> {
+        let status = resp.status().as_u16();
+        let bytes = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                c.task.abort();
+                return Err(api(e));
+            }
+        };
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if self.keep_alive && pool.len() < POOL_MAX && !c.sender.is_closed() {
+            pool.push(c);
+        } else {
+            c.task.abort();
+        }
+        Ok((status, bytes))
+    }
+
+    fn build_request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<http::Request<Full<Bytes>>, ClusterError> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("authorization", format!("Bearer {}", self.token));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        req.header("accept", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(api)
+    }
+
+    /// A new connection (TCP, TLS, HTTP/1.1 handshake) with its task running.
+    async fn connect(
+        &self,
+    ) -> Result<
+        (
+            hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+            tokio::task::JoinHandle<hyper::Result<()>>,
+        ),
+        ClusterError,
+    > {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| ClusterError::Unreachable(format!("connect {}: {e}", self.addr)))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| ClusterError::Unreachable(format!("TLS to {}: {e}", self.addr)))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| {
+                ClusterError::Unreachable(format!("HTTP handshake with {}: {e}", self.addr))
+            })?;
+        Ok((sender, tokio::spawn(conn)))
     }
 
     /// Connect (TLS), send one request and return its response with the connection (keep
@@ -162,30 +329,8 @@ impl HttpCluster {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Sent, ClusterError> {
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| api(format!("connect {}: {e}", self.addr)))?;
-        let tls = self
-            .tls
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| api(format!("TLS to {}: {e}", self.addr)))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(api)?;
-        let conn = tokio::spawn(conn);
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host)
-            .header("authorization", format!("Bearer {}", self.token));
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .header("accept", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(api)?;
+        let (mut sender, conn) = self.connect().await?;
+        let req = self.build_request(method, path, body)?;
         match sender.send_request(req).await {
             Ok(resp) => Ok((resp, sender, conn)),
             Err(e) => {
@@ -232,6 +377,29 @@ impl HttpCluster {
         timeout_secs: u64,
         mut on_event: impl FnMut(WatchEvent<K>) -> bool,
     ) -> Result<(), ClusterError> {
+        self.watch_inner(
+            namespace,
+            field_selector,
+            resource_version,
+            timeout_secs,
+            None,
+            &mut on_event,
+        )
+        .map_err(|(_, e)| e)
+    }
+
+    /// [`Self::watch_in`] that also ends when `stop` changes; errors carry the HTTP status
+    /// when the server refused the watch.
+    fn watch_inner<K: Object>(
+        &self,
+        namespace: &str,
+        field_selector: &str,
+        resource_version: &str,
+        timeout_secs: u64,
+        stop: Option<tokio::sync::watch::Receiver<bool>>,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), (Option<u16>, ClusterError)> {
+        self.counters.watches.fetch_add(1, Ordering::Relaxed);
         let mut path = format!(
             "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
             collection::<K>(namespace),
@@ -240,18 +408,40 @@ impl HttpCluster {
         if !field_selector.is_empty() {
             path = format!("{path}&fieldSelector={}", encode_query(field_selector));
         }
+        let mut stop = stop;
         self.rt.block_on(async {
-            let (resp, sender, conn) = self.send(http::Method::GET, &path, None).await?;
+            let (resp, sender, conn) = self
+                .send(http::Method::GET, &path, None)
+                .await
+                .map_err(|e| (None, e))?;
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             if !(200..300).contains(&status) {
-                let bytes = body.collect().await.map_err(api)?.to_bytes();
+                let bytes = body.collect().await.map_err(|e| (None, api(e)))?.to_bytes();
                 conn.abort();
-                return Err(error_of::<K>(status, &bytes, format!("{namespace}/*")));
+                return Err((
+                    Some(status),
+                    error_of::<K>(status, &bytes, format!("{namespace}/*")),
+                ));
             }
             let mut buf: Vec<u8> = Vec::new();
             let result = 'read: loop {
-                let frame = match body.frame().await {
+                let next = async {
+                    match stop.as_mut() {
+                        Some(rx) if !*rx.borrow() => {
+                            tokio::select! {
+                                f = body.frame() => Some(f),
+                                _ = rx.changed() => None,
+                            }
+                        }
+                        Some(_) => None,
+                        None => Some(body.frame().await),
+                    }
+                };
+                let Some(frame) = next.await else {
+                    break 'read Ok(());
+                };
+                let frame = match frame {
                     None => break 'read Ok(()),
                     Some(Err(e)) => break 'read Err(api(format!("watch {}: {e}", K::KIND))),
                     Some(Ok(f)) => f,
@@ -273,18 +463,22 @@ impl HttpCluster {
                     };
                     let obj = v["object"].clone();
                     let ev = match v["type"].as_str().unwrap_or("") {
-                        "ADDED" => WatchEvent::Added(decode(obj)?),
-                        "MODIFIED" => WatchEvent::Modified(decode(obj)?),
-                        "DELETED" => WatchEvent::Deleted(decode(obj)?),
+                        "ADDED" => WatchEvent::Added(decode(obj).map_err(|e| (None, e))?),
+                        "MODIFIED" => WatchEvent::Modified(decode(obj).map_err(|e| (None, e))?),
+                        "DELETED" => WatchEvent::Deleted(decode(obj).map_err(|e| (None, e))?),
                         "BOOKMARK" => WatchEvent::Bookmark(
                             obj["metadata"]["resourceVersion"]
                                 .as_str()
                                 .unwrap_or("")
                                 .to_string(),
                         ),
-                        _ => WatchEvent::Error(
-                            obj["message"].as_str().unwrap_or("watch error").to_string(),
-                        ),
+                        _ => WatchEvent::Error(match obj["code"].as_u64() {
+                            Some(code) => format!(
+                                "{code} {}",
+                                obj["message"].as_str().unwrap_or("watch error")
+                            ),
+                            None => obj["message"].as_str().unwrap_or("watch error").to_string(),
+                        }),
                     };
                     if !on_event(ev) {
                         break 'read Ok(());
@@ -294,7 +488,7 @@ impl HttpCluster {
             drop(body);
             drop(sender);
             conn.abort();
-            result
+            result.map_err(|e| (None, e))
         })
     }
 
@@ -305,6 +499,15 @@ impl HttpCluster {
         body: Option<Value>,
         key: String,
     ) -> Result<Value, ClusterError> {
+        let c = &self.counters;
+        let counter = if method != http::Method::GET {
+            &c.writes
+        } else if is_list_path(path, K::GROUP.is_empty()) {
+            &c.lists
+        } else {
+            &c.gets
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let (code, bytes) = self.request(method, path, body)?;
         if !(200..300).contains(&code) {
             return Err(error_of::<K>(code, &bytes, key));
@@ -320,6 +523,38 @@ impl HttpCluster {
             format!("{}/{}", collection::<K>(&ns), name),
             format!("{ns}/{name}"),
         )
+    }
+}
+
+/// How long one watch request may stay open before it is renewed (from the last version).
+const WATCH_TIMEOUT_SECS: u64 = 300;
+
+impl WatchCluster for HttpCluster {
+    fn list_versioned<K: Object>(&self) -> Result<(Vec<K>, String), ClusterError> {
+        self.list_in("", "")
+    }
+
+    fn watch<K: Object>(
+        &self,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), ClusterError> {
+        match self.watch_inner(
+            "",
+            "",
+            resource_version,
+            WATCH_TIMEOUT_SECS,
+            Some(stop.subscribe()),
+            on_event,
+        ) {
+            Ok(()) => Ok(()),
+            Err((Some(410), e)) => {
+                on_event(WatchEvent::Error(format!("410 {e}")));
+                Ok(())
+            }
+            Err((_, e)) => Err(e),
+        }
     }
 }
 

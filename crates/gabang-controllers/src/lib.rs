@@ -8,6 +8,11 @@
 //! [`nodelifecycle`] turns expired node Leases into NotReady nodes and evictions. Shared
 //! helpers (selectors, quantities, pod readiness) live in [`common`]; [`fixtures`] builds fake
 //! nodes and pods.
+//!
+//! [`runtime::Manager`] runs them: [`informer`]s (list + watch per kind into caches) feed a
+//! [`queue`] of keys, each reconciled from the caches. It talks to a [`cluster::Cluster`]:
+//! [`http::HttpCluster`] (our API server) or [`cluster::MemCluster`] (tests). [`polling`] is
+//! the previous list-everything-every-pass loop, kept as the benchmark anchor.
 
 pub mod cluster;
 pub mod common;
@@ -16,7 +21,10 @@ pub mod endpoints;
 pub mod fixtures;
 pub mod gc;
 pub mod http;
+pub mod informer;
 pub mod nodelifecycle;
+pub mod polling;
+pub mod queue;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;

@@ -9,6 +9,7 @@
 //! taint for a while; pods tolerating it forever stay. When the lease is fresh again the taint
 //! goes and Ready returns to True. The clock is a [`Clock`] so tests move time by hand.
 
+use std::borrow::Borrow;
 use std::sync::Mutex;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -107,10 +108,10 @@ fn unreachable_taint(now: DateTime<Utc>) -> Taint {
 }
 
 /// One pass over all nodes at `now`.
-pub fn reconcile(
+pub fn reconcile<P: Borrow<Pod>>(
     nodes: &[Node],
     leases: &[Lease],
-    pods: &[Pod],
+    pods: &[P],
     cfg: &Config,
     now: DateTime<Utc>,
 ) -> Outcome {
@@ -188,6 +189,7 @@ pub fn reconcile(
             };
             let tainted_at = taint.time_added.as_ref().map(|t| t.0).unwrap_or(now);
             for p in pods {
+                let p: &Pod = p.borrow();
                 let Some(spec) = p.spec.as_ref() else {
                     continue;
                 };
@@ -431,12 +433,14 @@ mod tests {
             grace: Duration::seconds(5),
         };
         let nodes = vec![n("fresh", t0)];
-        assert!(reconcile(&nodes, &[], &[], &cfg, t0 + Duration::seconds(5))
-            .actions
-            .is_empty());
-        let o = reconcile(&nodes, &[], &[], &cfg, t0 + Duration::seconds(6));
+        assert!(
+            reconcile::<Pod>(&nodes, &[], &[], &cfg, t0 + Duration::seconds(5))
+                .actions
+                .is_empty()
+        );
+        let o = reconcile::<Pod>(&nodes, &[], &[], &cfg, t0 + Duration::seconds(6));
         assert_eq!(o.actions.len(), 2, "{:?}", o.actions);
-        let o = reconcile(
+        let o = reconcile::<Pod>(
             &nodes,
             &[],
             &[],

@@ -6,7 +6,8 @@
 //! watch has reported every create/delete (or the expectation expires), no new pod actions
 //! are issued for that ReplicaSet.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -36,10 +37,13 @@ pub enum PodAction {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Expectation {
     adds: i64,
     dels: i64,
+    /// Pods (`namespace/name`) asked to be deleted and not yet seen going: each lowers
+    /// `dels` once, however many times its deletion is observed.
+    deleting: HashSet<String>,
     set_at: DateTime<Utc>,
 }
 
@@ -66,9 +70,31 @@ impl Expectations {
             Expectation {
                 adds,
                 dels,
+                deleting: HashSet::new(),
                 set_at: now,
             },
         );
+    }
+    /// Expect `adds` creates and the deletion of exactly these pods (`namespace/name`).
+    pub fn expect_pods(&mut self, key: &str, adds: i64, deletes: &[String], now: DateTime<Utc>) {
+        self.map.insert(
+            key.to_string(),
+            Expectation {
+                adds,
+                dels: deletes.len() as i64,
+                deleting: deletes.iter().cloned().collect(),
+                set_at: now,
+            },
+        );
+    }
+    /// The watch saw `pod` deleted or marked for deletion (or our delete of it failed):
+    /// lowers the deletions once per pod we asked to delete; other pods do not count.
+    pub fn pod_deletion_observed(&mut self, key: &str, pod: &str) {
+        if let Some(e) = self.map.get_mut(key) {
+            if e.deleting.remove(pod) {
+                e.dels -= 1;
+            }
+        }
     }
     /// The watch saw a pod of this controller created (or the create failed).
     pub fn creation_observed(&mut self, key: &str) {
@@ -172,9 +198,9 @@ pub fn rank_for_deletion(pods: &mut [&Pod]) {
 }
 
 /// One sync of `rs` against the pods of its namespace at time `now`.
-pub fn reconcile(
+pub fn reconcile<P: Borrow<Pod>>(
     rs: &ReplicaSet,
-    pods: &[Pod],
+    pods: &[P],
     exp: &mut Expectations,
     now: DateTime<Utc>,
 ) -> Outcome {
@@ -185,6 +211,7 @@ pub fn reconcile(
     let mut actions = Vec::new();
     let mut owned: Vec<&Pod> = Vec::new();
     for p in pods {
+        let p: &Pod = p.borrow();
         if p.metadata.namespace != rs.metadata.namespace {
             continue;
         }
@@ -250,7 +277,11 @@ pub fn reconcile(
         } else if active.len() > want {
             let n = (active.len() - want).min(BURST_REPLICAS);
             rank_for_deletion(&mut active);
-            exp.expect(&key, 0, n as i64, now);
+            let doomed: Vec<String> = active[..n]
+                .iter()
+                .map(|p| ObjectKey::of(&p.metadata).to_string())
+                .collect();
+            exp.expect_pods(&key, 0, &doomed, now);
             for p in &active[..n] {
                 actions.push(PodAction::Delete(ObjectKey::of(&p.metadata)));
             }

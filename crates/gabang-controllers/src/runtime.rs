@@ -1,444 +1,1116 @@
-//! The controller manager: runs every reconciler against a [`Cluster`] and applies the actions.
+//! The controller manager: informers → caches → work queue → idempotent reconcile per key.
 //!
-//! [`Manager::sync`] is one level-triggered pass: list the objects each reconciler needs (the
-//! cache is the fresh list), reconcile each object, write the actions. A key whose writes fail
-//! is requeued with exponential backoff (1 s doubling to 5 min) and skipped until then; other
-//! keys go on. Expectations are lowered as creates/deletes return, which is exact because the
-//! next pass lists after the writes. `gabang server` calls `sync` in a loop (e.g. every
-//! 100-500 ms, or when a watch fires); [`fake_agent_step`] plays the node agent for tests.
+//! [`Manager::new`] starts one [`informer`] per kind (Pods, Nodes, Leases, Deployments,
+//! ReplicaSets, Services, Endpoints, EndpointSlices, Namespaces, Events). Their handlers map
+//! each change to the keys it affects ([`Key`]): a pod to its owning ReplicaSet (or the
+//! ReplicaSets that could adopt it), the Services selecting it and the scheduler if it is
+//! unbound; a ReplicaSet to its Deployment; Nodes and Leases to node lifecycle; ownership and
+//! deletion changes to the garbage collector. The worker ([`Manager::run`], or
+//! [`Manager::spawn`] on a thread) pops keys and reconciles each from the caches with the pure
+//! reconcilers; a failed key is retried with per-key exponential backoff, and keys that need a
+//! later look (lease expiry, progress deadline, minReadySeconds) are queued for that time.
+//! Every [`Config::resync`] all keys are queued once more from the caches (no LIST) as a
+//! safety net. Idle, the manager sends nothing but the open watches.
+//!
+//! ReplicaSet expectations are lowered when the pod informer sees the created pod, or the
+//! deleted pod go (not when the request returns), so a cache that lags its own writes never
+//! makes a ReplicaSet create twice for one gap; they expire after 5 minutes as a fallback.
+//! The worker waits for every informer's first list before it reconciles anything.
+//!
+//! [`Manager::sync`] is for tests and benchmarks: it waits until the informers have seen the
+//! cluster's latest version (when the cluster can say, see
+//! [`WatchCluster::latest_version`]) and processes queued keys until none is due.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{
-    Endpoints, Event, Namespace, Node, ObjectReference, Pod, PodCondition, Service,
-};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::chrono::{DateTime, Duration, Utc};
 
-use crate::cluster::{Cluster, ClusterError, Object};
-use crate::common::{pod_active, pod_ready, ObjectKey};
+use crate::cluster::{ClusterError, Object, StopSignal, WatchCluster};
+use crate::common::{
+    controller_ref, map_selector_matches, pod_active, selector_matches, ObjectKey,
+};
 use crate::gc::{GcAction, ObjInfo, Propagation};
+use crate::informer::{self, InformerStatus, Progress, Store};
 use crate::nodelifecycle::{self, Clock, NodeAction};
+use crate::polling::{
+    clear_rv, dispatch_delete, dispatch_meta, ignore_not_found, record_unschedulable,
+};
+pub use crate::polling::{fake_agent_step, SyncReport};
+use crate::queue::WorkQueue;
 use crate::replicaset::{Expectations, PodAction};
 use crate::scheduler::{Decision, Scheduler};
 use crate::{deployment, endpoints, gc, replicaset};
 
-/// Result of one pass.
-#[derive(Debug, Default, Clone)]
-pub struct SyncReport {
-    /// Writes done.
-    pub writes: usize,
-    /// Pods bound by the scheduler.
-    pub bound: usize,
-    /// Failed keys with their error (they are backed off).
-    pub errors: Vec<(String, ClusterError)>,
+/// What the worker reconciles. Namespaced keys are `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Deployment(String),
+    ReplicaSet(String),
+    /// Endpoints and EndpointSlices of one Service.
+    Service(String),
+    /// Node lifecycle over all nodes (leases, conditions, taints, evictions).
+    Nodes,
+    /// One scheduling pass over the pending pods.
+    Scheduler,
+    /// One garbage-collection pass over the cached objects and namespaces.
+    Gc,
 }
 
-struct Backoff {
-    attempts: u32,
-    until: DateTime<Utc>,
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Deployment(k) => write!(f, "deployment/{k}"),
+            Key::ReplicaSet(k) => write!(f, "replicaset/{k}"),
+            Key::Service(k) => write!(f, "service/{k}"),
+            Key::Nodes => write!(f, "nodes"),
+            Key::Scheduler => write!(f, "scheduler"),
+            Key::Gc => write!(f, "gc"),
+        }
+    }
+}
+
+/// Manager settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub node: nodelifecycle::Config,
+    /// Queue every key again this often (from the caches): a safety net, not the mechanism.
+    pub resync: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: nodelifecycle::Config::default(),
+            resync: Duration::seconds(60),
+        }
+    }
+}
+
+impl From<nodelifecycle::Config> for Config {
+    fn from(node: nodelifecycle::Config) -> Self {
+        Config {
+            node,
+            ..Config::default()
+        }
+    }
+}
+
+/// The informers' caches.
+#[derive(Default)]
+pub struct Caches {
+    pub pods: Arc<Store<Pod>>,
+    pub nodes: Arc<Store<Node>>,
+    pub leases: Arc<Store<Lease>>,
+    pub deployments: Arc<Store<Deployment>>,
+    pub replica_sets: Arc<Store<ReplicaSet>>,
+    pub services: Arc<Store<Service>>,
+    pub endpoints: Arc<Store<Endpoints>>,
+    pub slices: Arc<Store<EndpointSlice>>,
+    pub namespaces: Arc<Store<Namespace>>,
+    pub events: Arc<Store<Event>>,
+}
+
+impl Caches {
+    /// The store of `K`, if it is cached.
+    fn store<K: Object>(&self) -> Option<&Store<K>> {
+        let any: [&dyn std::any::Any; 10] = [
+            self.pods.as_ref(),
+            self.nodes.as_ref(),
+            self.leases.as_ref(),
+            self.deployments.as_ref(),
+            self.replica_sets.as_ref(),
+            self.services.as_ref(),
+            self.endpoints.as_ref(),
+            self.slices.as_ref(),
+            self.namespaces.as_ref(),
+            self.events.as_ref(),
+        ];
+        any.into_iter().find_map(|s| s.downcast_ref::<Store<K>>())
+    }
+}
+
+/// State shared by the informer handlers and the worker.
+struct Shared {
+    caches: Caches,
+    queue: WorkQueue<Key>,
+    expectations: Mutex<Expectations>,
+    /// Pods bound by the scheduler that the cache does not show bound yet: pod key → node.
+    assumed: Mutex<HashMap<String, String>>,
+    /// Pending pods the last scheduling pass could not place (a node or freed room requeues
+    /// the scheduler while this is non-zero).
+    unschedulable: AtomicUsize,
+    clock: Arc<dyn Clock>,
+}
+
+fn key_of(m: &ObjectMeta) -> String {
+    ObjectKey::of(m).to_string()
+}
+
+fn ns_of(m: &ObjectMeta) -> &str {
+    m.namespace.as_deref().unwrap_or("")
+}
+
+fn bound_node(p: &Pod) -> Option<&str> {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Does this change matter to the garbage collector (ownership, deletion, finalizers)?
+fn gc_relevant(old: Option<&ObjectMeta>, new: Option<&ObjectMeta>) -> bool {
+    match (old, new) {
+        (_, None) => true,
+        (None, Some(n)) => {
+            n.owner_references.as_ref().is_some_and(|r| !r.is_empty())
+                || n.deletion_timestamp.is_some()
+        }
+        (Some(o), Some(n)) => {
+            o.owner_references != n.owner_references
+                || o.deletion_timestamp != n.deletion_timestamp
+                || o.finalizers != n.finalizers
+        }
+    }
+}
+
+impl Shared {
+    fn on_pod(&self, old: Option<&Pod>, new: Option<&Pod>) {
+        let q = &self.queue;
+        let metas = [old.map(|p| &p.metadata), new.map(|p| &p.metadata)];
+        // Owners (and would-be owners) of the pod.
+        for m in metas.into_iter().flatten() {
+            let ns = ns_of(m);
+            match controller_ref(m) {
+                Some(r) if r.kind == "ReplicaSet" => {
+                    q.add(Key::ReplicaSet(format!("{ns}/{}", r.name)));
+                }
+                Some(_) => {}
+                None => {
+                    if m.deletion_timestamp.is_none() {
+                        for rs in self.caches.replica_sets.list_ns(ns) {
+                            let sel = rs.spec.as_ref().map(|s| &s.selector);
+                            if sel.is_some_and(|s| selector_matches(s, m.labels.as_ref())) {
+                                q.add(Key::ReplicaSet(key_of(&rs.metadata)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Expectations: lowered by what the watch shows, never by what a request returned.
+        if let Some(r) = new
+            .or(old)
+            .and_then(|p| controller_ref(&p.metadata))
+            .filter(|r| r.kind == "ReplicaSet")
+        {
+            let p = new.or(old).map(|p| &p.metadata);
+            let rs_key = format!("{}/{}", p.map(ns_of).unwrap_or(""), r.name);
+            let mut exp = self.expectations.lock().unwrap_or_else(|e| e.into_inner());
+            if old.is_none() && new.is_some() {
+                exp.creation_observed(&rs_key);
+            }
+            if new.is_none_or(|p| p.metadata.deletion_timestamp.is_some()) {
+                if let Some(m) = p {
+                    exp.pod_deletion_observed(&rs_key, &key_of(m));
+                }
+            }
+        }
+        // A deleted pod of a Recreate rollout: its Deployment may go on.
+        if new.is_none() {
+            if let Some((ns, r)) = old.and_then(|p| {
+                controller_ref(&p.metadata).map(|r| (ns_of(&p.metadata).to_string(), r))
+            }) {
+                if let Some(rs) = self.caches.replica_sets.get(&ns, &r.name) {
+                    if let Some(d) = controller_ref(&rs.metadata).filter(|d| d.kind == "Deployment")
+                    {
+                        q.add(Key::Deployment(format!("{ns}/{}", d.name)));
+                    }
+                }
+            }
+        }
+        // Services selecting the pod before or after.
+        let ns = new.or(old).map(|p| ns_of(&p.metadata)).unwrap_or("");
+        let svcs = self.caches.services.list_ns(ns);
+        for s in &svcs {
+            let Some(sel) = s.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+                continue;
+            };
+            if sel.is_empty() {
+                continue;
+            }
+            let hit = [old, new]
+                .into_iter()
+                .flatten()
+                .any(|p| map_selector_matches(sel, p.metadata.labels.as_ref()));
+            if hit {
+                q.add(Key::Service(key_of(&s.metadata)));
+            }
+        }
+        // The scheduler: a pending pod, or room freed while some pod waits.
+        match new {
+            Some(p) if bound_node(p).is_some() || !pod_active(p) => {
+                self.forget_assumed(&p.metadata);
+            }
+            Some(p) => {
+                if pod_active(p) {
+                    q.add(Key::Scheduler);
+                }
+            }
+            None => {
+                if let Some(p) = old {
+                    self.forget_assumed(&p.metadata);
+                }
+            }
+        }
+        let freed = old.is_some_and(|o| bound_node(o).is_some() && pod_active(o))
+            && new.is_none_or(|n| !pod_active(n));
+        if freed && self.unschedulable.load(Ordering::Acquire) > 0 {
+            q.add(Key::Scheduler);
+        }
+        // Node lifecycle: a pod landing on (or still on) a node that is not Ready.
+        if let Some(node) = new.and_then(bound_node) {
+            if self
+                .caches
+                .nodes
+                .get("", node)
+                .is_none_or(|n| !node_ready(&n))
+            {
+                q.add(Key::Nodes);
+            }
+        }
+        if gc_relevant(metas[0], metas[1]) {
+            q.add(Key::Gc);
+        }
+    }
+
+    fn forget_assumed(&self, m: &ObjectMeta) {
+        let mut a = self.assumed.lock().unwrap_or_else(|e| e.into_inner());
+        if !a.is_empty() {
+            a.remove(&key_of(m));
+        }
+    }
+
+    fn on_replica_set(&self, old: Option<&ReplicaSet>, new: Option<&ReplicaSet>) {
+        for rs in [old, new].into_iter().flatten() {
+            let ns = ns_of(&rs.metadata);
+            self.queue.add(Key::ReplicaSet(key_of(&rs.metadata)));
+            if let Some(d) = controller_ref(&rs.metadata).filter(|r| r.kind == "Deployment") {
+                self.queue.add(Key::Deployment(format!("{ns}/{}", d.name)));
+            }
+        }
+        if new.is_none() {
+            if let Some(rs) = old {
+                self.expectations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .forget(&key_of(&rs.metadata));
+            }
+        }
+        if gc_relevant(old.map(|o| &o.metadata), new.map(|o| &o.metadata)) {
+            self.queue.add(Key::Gc);
+        }
+    }
+
+    fn on_deployment(&self, old: Option<&Deployment>, new: Option<&Deployment>) {
+        if let Some(d) = new.or(old) {
+            self.queue.add(Key::Deployment(key_of(&d.metadata)));
+        }
+        if gc_relevant(old.map(|o| &o.metadata), new.map(|o| &o.metadata)) {
+            self.queue.add(Key::Gc);
+        }
+    }
+
+    fn on_service(&self, old: Option<&Service>, new: Option<&Service>) {
+        if let Some(s) = new.or(old) {
+            self.queue.add(Key::Service(key_of(&s.metadata)));
+        }
+        if gc_relevant(old.map(|o| &o.metadata), new.map(|o| &o.metadata)) {
+            self.queue.add(Key::Gc);
+        }
+    }
+
+    fn on_endpoints(&self, old: Option<&Endpoints>, new: Option<&Endpoints>) {
+        if let Some(e) = new.or(old) {
+            self.queue.add(Key::Service(key_of(&e.metadata)));
+        }
+        if gc_relevant(old.map(|o| &o.metadata), new.map(|o| &o.metadata)) {
+            self.queue.add(Key::Gc);
+        }
+    }
+
+    fn on_slice(&self, old: Option<&EndpointSlice>, new: Option<&EndpointSlice>) {
+        for s in [old, new].into_iter().flatten() {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(endpoints::SERVICE_NAME_LABEL))
+            {
+                self.queue
+                    .add(Key::Service(format!("{}/{svc}", ns_of(&s.metadata))));
+            }
+        }
+        if gc_relevant(old.map(|o| &o.metadata), new.map(|o| &o.metadata)) {
+            self.queue.add(Key::Gc);
+        }
+    }
+
+    fn on_node(&self, old: Option<&Node>, new: Option<&Node>) {
+        self.queue.add(Key::Nodes);
+        let capacity_changed = match (old, new) {
+            (Some(o), Some(n)) => {
+                o.spec != n.spec
+                    || o.status.as_ref().map(|s| &s.allocatable)
+                        != n.status.as_ref().map(|s| &s.allocatable)
+                    || node_ready(o) != node_ready(n)
+            }
+            _ => true,
+        };
+        if capacity_changed && self.unschedulable.load(Ordering::Acquire) > 0 {
+            self.queue.add(Key::Scheduler);
+        }
+    }
+
+    fn on_namespace(&self, _old: Option<&Namespace>, _new: Option<&Namespace>) {
+        self.queue.add(Key::Gc);
+    }
+
+    fn on_event(&self, old: Option<&Event>, new: Option<&Event>) {
+        let terminating = new.is_some_and(|e| {
+            self.caches
+                .namespaces
+                .get("", ns_of(&e.metadata))
+                .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+        });
+        if terminating || gc_relevant(old.map(|o| &o.metadata), new.map(|o| &o.metadata)) {
+            self.queue.add(Key::Gc);
+        }
+    }
+
+    /// Every key the caches know of (resync).
+    fn queue_all(&self) {
+        let q = &self.queue;
+        for d in self.caches.deployments.list() {
+            q.add(Key::Deployment(key_of(&d.metadata)));
+        }
+        for rs in self.caches.replica_sets.list() {
+            q.add(Key::ReplicaSet(key_of(&rs.metadata)));
+        }
+        for s in self.caches.services.list() {
+            q.add(Key::Service(key_of(&s.metadata)));
+        }
+        q.add(Key::Nodes);
+        q.add(Key::Scheduler);
+        q.add(Key::Gc);
+    }
 }
 
 /// Runs all controllers over one cluster.
-pub struct Manager<C: Cluster> {
+pub struct Manager<C: WatchCluster + 'static> {
     cluster: Arc<C>,
-    clock: Arc<dyn Clock>,
-    expectations: Expectations,
-    node_config: nodelifecycle::Config,
+    shared: Arc<Shared>,
+    config: Config,
     sched_messages: HashMap<String, String>,
-    backoff: HashMap<String, Backoff>,
+    /// Pod creates whose outcome is unknown (the connection broke after sending), per
+    /// ReplicaSet key: pod names to look up once the API server answers again.
+    unknown_creates: HashMap<String, Vec<String>>,
+    names: std::collections::hash_map::RandomState,
+    name_seq: u64,
+    statuses: Vec<Arc<InformerStatus>>,
+    progress: Arc<Progress>,
+    stop: StopSignal,
+    next_resync: Option<DateTime<Utc>>,
 }
 
-fn clear_rv<K: Object>(mut k: K) -> K {
-    k.metadata_mut().resource_version = None;
-    k
+impl<C: WatchCluster + 'static> Drop for Manager<C> {
+    fn drop(&mut self) {
+        self.stop.stop();
+        self.shared.queue.wake();
+    }
 }
 
-impl<C: Cluster> Manager<C> {
-    pub fn new(cluster: Arc<C>, clock: Arc<dyn Clock>, node_config: nodelifecycle::Config) -> Self {
-        Manager {
-            cluster,
+/// A manager running on its own thread ([`Manager::spawn`]).
+pub struct ManagerHandle {
+    stop: StopSignal,
+    thread: Option<std::thread::JoinHandle<()>>,
+    wake: Box<dyn Fn() + Send>,
+}
+
+impl ManagerHandle {
+    /// Stop the worker and the informers and wait for the worker to finish its key.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+    fn stop_inner(&mut self) {
+        self.stop.stop();
+        (self.wake)();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ManagerHandle {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+impl<C: WatchCluster + 'static> Manager<C> {
+    /// Start the informers; reconciling starts with [`Manager::run`] or [`Manager::sync`].
+    pub fn new(cluster: Arc<C>, clock: Arc<dyn Clock>, config: impl Into<Config>) -> Self {
+        let shared = Arc::new(Shared {
+            caches: Caches::default(),
+            queue: WorkQueue::default(),
+            expectations: Mutex::new(Expectations::default()),
+            assumed: Mutex::new(HashMap::new()),
+            unschedulable: AtomicUsize::new(0),
             clock,
-            expectations: Expectations::default(),
-            node_config,
+        });
+        let stop = StopSignal::default();
+        let progress = Arc::new(Progress::default());
+        let mut m = Manager {
+            cluster,
+            shared: shared.clone(),
+            config: config.into(),
             sched_messages: HashMap::new(),
-            backoff: HashMap::new(),
+            unknown_creates: HashMap::new(),
+            names: std::collections::hash_map::RandomState::new(),
+            name_seq: 0,
+            statuses: Vec::new(),
+            progress,
+            stop,
+            next_resync: None,
+        };
+        let c = &shared.caches;
+        macro_rules! inform {
+            ($store:expr, $method:ident) => {{
+                let sh = shared.clone();
+                m.start_informer($store.clone(), Arc::new(move |o, n| sh.$method(o, n)));
+            }};
+        }
+        inform!(c.namespaces, on_namespace);
+        inform!(c.nodes, on_node);
+        inform!(c.leases, on_lease);
+        inform!(c.deployments, on_deployment);
+        inform!(c.replica_sets, on_replica_set);
+        inform!(c.pods, on_pod);
+        inform!(c.services, on_service);
+        inform!(c.endpoints, on_endpoints);
+        inform!(c.slices, on_slice);
+        inform!(c.events, on_event);
+        m
+    }
+
+    fn start_informer<K: Object + Sync>(&mut self, store: Arc<Store<K>>, h: informer::Handler<K>) {
+        let status = Arc::new(InformerStatus::default());
+        self.statuses.push(status.clone());
+        if let Err(e) = informer::spawn(
+            self.cluster.clone(),
+            store,
+            h,
+            status,
+            self.progress.clone(),
+            self.stop.clone(),
+        ) {
+            tracing::error!("controllers: informer {} not started: {e}", K::KIND);
         }
     }
 
-    fn ready(&self, key: &str, now: DateTime<Utc>) -> bool {
-        self.backoff.get(key).is_none_or(|b| now >= b.until)
+    /// The caches (read-only use).
+    pub fn caches(&self) -> &Caches {
+        &self.shared.caches
     }
 
-    fn outcome(
-        &mut self,
-        key: String,
-        r: Result<usize, ClusterError>,
-        now: DateTime<Utc>,
-        rep: &mut SyncReport,
-    ) {
-        match r {
-            Ok(n) => {
-                rep.writes += n;
-                self.backoff.remove(&key);
-            }
-            Err(e) => {
-                let b = self.backoff.entry(key.clone()).or_insert(Backoff {
-                    attempts: 0,
-                    until: now,
-                });
-                b.attempts += 1;
-                let secs = (1i64 << b.attempts.min(9).saturating_sub(1)).min(300);
-                b.until = now + Duration::seconds(secs);
-                rep.errors.push((key, e));
-            }
-        }
+    /// Lists each informer has done (1 each once synced; more after relists).
+    pub fn informer_lists(&self) -> u64 {
+        self.statuses.iter().map(|s| s.lists()).sum()
     }
 
-    /// One pass of every controller.
+    /// Block until every informer has its first list (or `timeout`); returns whether so.
+    pub fn wait_for_sync(&self, timeout: StdDuration) -> bool {
+        self.progress.wait_until(timeout, &|| {
+            self.stop.is_stopped() || self.statuses.iter().all(|s| s.synced())
+        }) && !self.stop.is_stopped()
+    }
+
+    /// Tests and benchmarks: wait until the informers have seen everything written so far
+    /// (if the cluster can tell), then process keys until none is due; repeat while work
+    /// turned up. Returns what was done.
     pub fn sync(&mut self) -> Result<SyncReport, ClusterError> {
         let mut rep = SyncReport::default();
-        self.sync_nodes(&mut rep)?;
-        self.sync_deployments(&mut rep)?;
-        self.sync_replica_sets(&mut rep)?;
-        self.schedule(&mut rep)?;
-        self.sync_endpoints(&mut rep)?;
-        self.sync_gc(&mut rep)?;
+        if !self.wait_for_sync(StdDuration::from_secs(30)) {
+            return Err(ClusterError::Api("informers did not sync".into()));
+        }
+        for _ in 0..50 {
+            if let Some(v) = self.cluster.latest_version() {
+                let statuses = &self.statuses;
+                self.progress.wait_until(StdDuration::from_secs(10), &|| {
+                    statuses.iter().all(|s| s.seen() >= v)
+                });
+            }
+            if self.drain(&mut rep) == 0 {
+                break;
+            }
+        }
         Ok(rep)
     }
 
-    pub fn sync_nodes(&mut self, rep: &mut SyncReport) -> Result<(), ClusterError> {
-        let now = self.clock.now();
-        let nodes: Vec<Node> = self.cluster.list()?;
-        let leases: Vec<Lease> = self.cluster.list()?;
-        let pods: Vec<Pod> = self.cluster.list()?;
-        let out = nodelifecycle::reconcile(&nodes, &leases, &pods, &self.node_config, now);
-        for a in out.actions {
-            let c = &self.cluster;
-            let (key, r) = match a {
-                NodeAction::SetConditions { node, conditions } => (
-                    format!("node/{node}"),
-                    c.get::<Node>("", &node).and_then(|n| match n {
-                        Some(mut n) => {
-                            n.status.get_or_insert_with(Default::default).conditions =
-                                Some(conditions);
-                            c.update_status(&clear_rv(n)).map(|_| 1)
-                        }
-                        None => Ok(0),
-                    }),
-                ),
-                NodeAction::SetTaints { node, taints } => (
-                    format!("node/{node}"),
-                    c.get::<Node>("", &node).and_then(|n| match n {
-                        Some(mut n) => {
-                            n.spec.get_or_insert_with(Default::default).taints = Some(taints);
-                            c.update(&clear_rv(n)).map(|_| 1)
-                        }
-                        None => Ok(0),
-                    }),
-                ),
-                NodeAction::EvictPod { pod, .. } => (
-                    format!("pod/{pod}"),
-                    ignore_not_found(c.delete::<Pod>(
-                        &pod.namespace,
-                        &pod.name,
+    /// Process every key due now; returns how many were processed.
+    fn drain(&mut self, rep: &mut SyncReport) -> usize {
+        let mut n = 0;
+        let now = self.shared.clock.now();
+        match self.next_resync {
+            None => self.next_resync = Some(now + self.config.resync),
+            Some(t) if now >= t => {
+                self.shared.queue_all();
+                self.next_resync = Some(now + self.config.resync);
+            }
+            Some(_) => {}
+        }
+        while let Some(k) = self.shared.queue.pop(self.shared.clock.now()) {
+            if self.stop.is_stopped() {
+                break;
+            }
+            self.process(k, rep);
+            n += 1;
+        }
+        n
+    }
+
+    /// The worker loop: reconcile keys as they come until stopped. Sleeps on the queue (no
+    /// polling) until a key is added or a delayed key is due.
+    pub fn run(&mut self) {
+        while !self.stop.is_stopped() && !self.wait_for_sync(StdDuration::from_secs(3600)) {}
+        while !self.stop.is_stopped() {
+            let mut rep = SyncReport::default();
+            self.drain(&mut rep);
+            for (k, e) in &rep.errors {
+                tracing::warn!("controllers: {k}: {e}");
+            }
+            let now = self.shared.clock.now();
+            let mut until = self.next_resync.unwrap_or(now + self.config.resync);
+            if let Some(d) = self.shared.queue.next_due() {
+                until = until.min(d);
+            }
+            let wait = (until - now)
+                .to_std()
+                .unwrap_or(StdDuration::ZERO)
+                .max(StdDuration::from_millis(1));
+            self.shared.queue.wait(wait);
+        }
+    }
+
+    /// Run [`Manager::run`] on a thread named `controller-manager`.
+    pub fn spawn(mut self) -> std::io::Result<ManagerHandle> {
+        let stop = self.stop.clone();
+        let shared = self.shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("controller-manager".into())
+            .spawn(move || self.run())?;
+        Ok(ManagerHandle {
+            stop,
+            thread: Some(thread),
+            wake: Box::new(move || shared.queue.wake()),
+        })
+    }
+
+    fn outcome(&mut self, key: Key, r: Result<usize, ClusterError>, rep: &mut SyncReport) {
+        match r {
+            Ok(n) => {
+                rep.writes += n;
+                self.shared.queue.forget(&key);
+            }
+            Err(e) => {
+                self.shared
+                    .queue
+                    .add_rate_limited(key.clone(), self.shared.clock.now());
+                rep.errors.push((key.to_string(), e));
+            }
+        }
+    }
+
+    fn process(&mut self, key: Key, rep: &mut SyncReport) {
+        let r = match &key {
+            Key::Deployment(k) => self.sync_deployment(k),
+            Key::ReplicaSet(k) => self.sync_replica_set(k),
+            Key::Service(k) => self.sync_service(k),
+            Key::Nodes => self.sync_nodes(),
+            Key::Scheduler => self.schedule(rep),
+            Key::Gc => self.sync_gc(rep),
+        };
+        self.outcome(key, r, rep);
+    }
+
+    // ---- writes that keep the cache in step with what we wrote ----
+
+    fn create<K: Object>(&self, obj: &K) -> Result<K, ClusterError> {
+        let out = self.cluster.create(obj)?;
+        if let Some(s) = self.shared.caches.store::<K>() {
+            s.write_through(out.clone());
+        }
+        Ok(out)
+    }
+
+    fn update<K: Object>(&self, obj: &K) -> Result<K, ClusterError> {
+        let out = self.cluster.update(obj)?;
+        if let Some(s) = self.shared.caches.store::<K>() {
+            s.write_through(out.clone());
+        }
+        Ok(out)
+    }
+
+    fn update_status<K: Object>(&self, obj: &K) -> Result<K, ClusterError> {
+        let out = self.cluster.update_status(obj)?;
+        if let Some(s) = self.shared.caches.store::<K>() {
+            s.write_through(out.clone());
+        }
+        Ok(out)
+    }
+
+    // ---- reconcilers ----
+
+    fn sync_deployment(&mut self, k: &str) -> Result<usize, ClusterError> {
+        let (ns, name) = k.split_once('/').unwrap_or(("", k));
+        let c = &self.shared.caches;
+        let Some(d) = c.deployments.get(ns, name) else {
+            return Ok(0);
+        };
+        let d = (*d).clone();
+        let rss = c.replica_sets.cloned_ns(ns);
+        let pods = c.pods.list_ns(ns);
+        let now = self.shared.clock.now();
+        let out = deployment::reconcile(&d, &rss, &pods, now);
+        let mut n = 0;
+        for a in &out.actions {
+            match a {
+                deployment::RsAction::Create(rs) => {
+                    match self.create(rs.as_ref()) {
+                        Ok(_) => {}
+                        // The cache had not shown it yet (the name is the template hash).
+                        Err(ClusterError::AlreadyExists { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                deployment::RsAction::Update(rs) => {
+                    self.update(rs.as_ref())?;
+                }
+                deployment::RsAction::Delete(k) => {
+                    ignore_not_found(self.cluster.delete::<ReplicaSet>(
+                        &k.namespace,
+                        &k.name,
                         Propagation::Background,
-                    ))
-                    .map(|_| 1),
-                ),
-            };
-            self.outcome(key, r, now, rep);
+                    ))?
+                }
+            }
+            n += 1;
         }
-        Ok(())
+        let mut d2 = d.clone();
+        let ann = d2.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        if let Some(rev) = &out.revision {
+            if ann.get(deployment::REVISION) != Some(rev) {
+                ann.insert(deployment::REVISION.into(), rev.clone());
+                d2 = self.update(&d2)?;
+                n += 1;
+            }
+        }
+        if d2.status.as_ref() != Some(&out.status) {
+            d2.status = Some(out.status.clone());
+            self.update_status(&d2)?;
+            n += 1;
+        }
+        // Look again when the progress deadline could pass, while a rollout is under way.
+        let spec = d.spec.clone().unwrap_or_default();
+        let complete = out.status.conditions.iter().flatten().any(|c| {
+            c.type_ == "Progressing"
+                && matches!(
+                    c.reason.as_deref(),
+                    Some(
+                        "NewReplicaSetAvailable" | "ProgressDeadlineExceeded" | "DeploymentPaused"
+                    )
+                )
+        });
+        if !complete && d.metadata.deletion_timestamp.is_none() {
+            let secs = spec.progress_deadline_seconds.unwrap_or(600) as i64 + 1;
+            self.shared.queue.add_at(
+                Key::Deployment(k.to_string()),
+                now + Duration::seconds(secs),
+            );
+        }
+        Ok(n)
     }
 
-    pub fn sync_deployments(&mut self, rep: &mut SyncReport) -> Result<(), ClusterError> {
-        let now = self.clock.now();
-        let deps: Vec<Deployment> = self.cluster.list()?;
-        let rss: Vec<ReplicaSet> = self.cluster.list()?;
-        let pods: Vec<Pod> = self.cluster.list()?;
-        for d in deps {
-            let key = format!("deployment/{}", ObjectKey::of(&d.metadata));
-            if !self.ready(&key, now) {
-                continue;
+    fn sync_replica_set(&mut self, k: &str) -> Result<usize, ClusterError> {
+        let (ns, name) = k.split_once('/').unwrap_or(("", k));
+        let shared = self.shared.clone();
+        let c = &shared.caches;
+        let Some(rs) = c.replica_sets.get(ns, name) else {
+            self.lock_exp().forget(k);
+            return Ok(0);
+        };
+        let rs = (*rs).clone();
+        self.resolve_unknown_creates(k, ns)?;
+        let pods = c.pods.list_ns(ns);
+        let now = self.shared.clock.now();
+        let out = {
+            let mut exp = self.lock_exp();
+            replicaset::reconcile(&rs, &pods, &mut exp, now)
+        };
+        let mut n = 0;
+        let mut err = None;
+        for a in &out.actions {
+            if self.stop.is_stopped() {
+                // Shutting down mid-batch: the rest is left to the next manager.
+                break;
             }
-            let out = deployment::reconcile(&d, &rss, &pods, now);
-            let c = &self.cluster;
-            let r = (|| {
-                let mut n = 0;
-                for a in &out.actions {
-                    match a {
-                        deployment::RsAction::Create(rs) => {
-                            c.create(rs.as_ref())?;
-                        }
-                        deployment::RsAction::Update(rs) => {
-                            c.update(&clear_rv((**rs).clone()))?;
-                        }
-                        deployment::RsAction::Delete(k) => ignore_not_found(
-                            c.delete::<ReplicaSet>(&k.namespace, &k.name, Propagation::Background),
-                        )
-                        .map(|_| ())?,
-                    }
-                    n += 1;
-                }
-                let mut d2 = d.clone();
-                let ann = d2.metadata.annotations.get_or_insert_with(BTreeMap::new);
-                if let Some(rev) = &out.revision {
-                    if ann.get(deployment::REVISION) != Some(rev) {
-                        ann.insert(deployment::REVISION.into(), rev.clone());
-                        d2 = c.update(&clear_rv(d2))?;
-                        n += 1;
-                    }
-                }
-                if d2.status.as_ref() != Some(&out.status) {
-                    d2.status = Some(out.status.clone());
-                    c.update_status(&clear_rv(d2))?;
-                    n += 1;
-                }
-                Ok(n)
-            })();
-            self.outcome(key, r, now, rep);
-        }
-        Ok(())
-    }
-
-    pub fn sync_replica_sets(&mut self, rep: &mut SyncReport) -> Result<(), ClusterError> {
-        let now = self.clock.now();
-        let rss: Vec<ReplicaSet> = self.cluster.list()?;
-        let pods: Vec<Pod> = self.cluster.list()?;
-        let mut by_ns: HashMap<Option<String>, Vec<Pod>> = HashMap::new();
-        for p in pods {
-            by_ns
-                .entry(p.metadata.namespace.clone())
-                .or_default()
-                .push(p);
-        }
-        for rs in rss {
-            let k = ObjectKey::of(&rs.metadata).to_string();
-            let key = format!("replicaset/{k}");
-            if !self.ready(&key, now) {
-                continue;
-            }
-            let ns_pods = by_ns
-                .get(&rs.metadata.namespace)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let out = replicaset::reconcile(&rs, ns_pods, &mut self.expectations, now);
-            let c = self.cluster.clone();
-            let mut n = 0;
-            let mut err = None;
-            for a in &out.actions {
-                let r = match a {
-                    PodAction::Create(p) => {
-                        let r = c.create(p.as_ref()).map(|_| ());
-                        self.expectations.creation_observed(&k);
-                        r
-                    }
-                    PodAction::Delete(pk) => {
-                        let r = ignore_not_found(c.delete::<Pod>(
-                            &pk.namespace,
-                            &pk.name,
-                            Propagation::Background,
-                        ));
-                        self.expectations.deletion_observed(&k);
-                        r
-                    }
-                    PodAction::SetOwnerReferences {
-                        pod,
-                        owner_references,
-                    } => c
-                        .get::<Pod>(&pod.namespace, &pod.name)
-                        .and_then(|p| match p {
-                            Some(mut p) => {
-                                p.metadata.owner_references = Some(owner_references.clone());
-                                c.update(&clear_rv(p)).map(|_| ())
+            let r = match a {
+                PodAction::Create(p) => {
+                    // The name is chosen here (not by generateName) so that a create whose
+                    // outcome is unknown can be looked up later.
+                    let mut p = (**p).clone();
+                    let name = self.pod_name(p.metadata.generate_name.as_deref().unwrap_or(""));
+                    p.metadata.name = Some(name.clone());
+                    match self.cluster.create(&p) {
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            if e.not_applied() {
+                                // Certainly not created: nothing for the watch to show.
+                                self.lock_exp().creation_observed(k);
+                            } else {
+                                self.unknown_creates
+                                    .entry(k.to_string())
+                                    .or_default()
+                                    .push(name);
                             }
-                            None => Ok(()),
-                        }),
-                };
-                match r {
-                    Ok(()) => n += 1,
-                    Err(e) => err = Some(e),
+                            Err(e)
+                        }
+                    }
                 }
-            }
-            if rs.status.as_ref() != Some(&out.status) {
-                let mut rs2 = rs.clone();
-                rs2.status = Some(out.status);
-                match c.update_status(&clear_rv(rs2)) {
-                    Ok(_) => n += 1,
-                    Err(e) => err = Some(e),
+                PodAction::Delete(pk) => {
+                    let r = self.cluster.delete::<Pod>(
+                        &pk.namespace,
+                        &pk.name,
+                        Propagation::Background,
+                    );
+                    if r.as_ref().is_err_and(ClusterError::not_applied) {
+                        // Already gone or refused: do not wait for the watch (as kube does).
+                        self.lock_exp().pod_deletion_observed(k, &pk.to_string());
+                    }
+                    ignore_not_found(r)
                 }
+                PodAction::SetOwnerReferences {
+                    pod,
+                    owner_references,
+                } => match c.pods.get(&pod.namespace, &pod.name) {
+                    Some(p) => {
+                        let mut p = (*p).clone();
+                        p.metadata.owner_references = Some(owner_references.clone());
+                        self.update(&p).map(|_| ())
+                    }
+                    None => Ok(()),
+                },
+            };
+            match r {
+                Ok(()) => n += 1,
+                Err(e) => err = Some(e),
             }
-            self.outcome(key, err.map_or(Ok(n), Err), now, rep);
         }
-        Ok(())
+        if rs.status.as_ref() != Some(&out.status) {
+            let mut rs2 = rs.clone();
+            rs2.status = Some(out.status.clone());
+            match self.update_status(&rs2) {
+                Ok(_) => n += 1,
+                Err(e) => err = Some(e),
+            }
+        }
+        // Ready pods become available after minReadySeconds: look again then.
+        let min_ready = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
+        if min_ready > 0
+            && out.status.ready_replicas.unwrap_or(0) > out.status.available_replicas.unwrap_or(0)
+        {
+            self.shared.queue.add_at(
+                Key::ReplicaSet(k.to_string()),
+                now + Duration::seconds(min_ready as i64) + Duration::milliseconds(100),
+            );
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
-    pub fn schedule(&mut self, rep: &mut SyncReport) -> Result<(), ClusterError> {
-        let now = self.clock.now();
-        let nodes: Vec<Node> = self.cluster.list()?;
-        let pods: Vec<Pod> = self.cluster.list()?;
-        let mut pending: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| {
-                pod_active(p)
-                    && p.spec
-                        .as_ref()
-                        .is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))
+    /// `<prefix><5 random characters>` as the API server's generateName would make.
+    fn pod_name(&mut self, prefix: &str) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        self.name_seq += 1;
+        let mut h = self.names.build_hasher();
+        h.write_u64(self.name_seq);
+        let mut n = h.finish();
+        let suffix: String = (0..5)
+            .map(|_| {
+                let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
+                n /= ALPHABET.len() as u64;
+                c
             })
             .collect();
-        if pending.is_empty() {
+        format!("{prefix}{suffix}")
+    }
+
+    /// Creates of this ReplicaSet whose outcome was unknown: a pod that exists will be seen
+    /// by the pod informer (which lowers the expectation); one that does not was never
+    /// created, so its expectation is lowered now. Fails while the API server does not answer.
+    fn resolve_unknown_creates(&mut self, k: &str, ns: &str) -> Result<(), ClusterError> {
+        let Some(names) = self.unknown_creates.remove(k) else {
             return Ok(());
+        };
+        let mut left = Vec::new();
+        let mut err = None;
+        for name in names {
+            if err.is_some() {
+                left.push(name);
+                continue;
+            }
+            match self.cluster.get::<Pod>(ns, &name) {
+                Ok(Some(_)) => {}
+                Ok(None) => self.lock_exp().creation_observed(k),
+                Err(e) => {
+                    left.push(name);
+                    err = Some(e);
+                }
+            }
         }
-        pending.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-        let mut sched = Scheduler::new(&nodes, &pods);
-        for p in pending {
+        if !left.is_empty() {
+            self.unknown_creates.insert(k.to_string(), left);
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn lock_exp(&self) -> std::sync::MutexGuard<'_, Expectations> {
+        self.shared
+            .expectations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sync_service(&mut self, k: &str) -> Result<usize, ClusterError> {
+        let (ns, name) = k.split_once('/').unwrap_or(("", k));
+        let c = &self.shared.caches;
+        let Some(s) = c.services.get(ns, name) else {
+            return Ok(0);
+        };
+        if s.metadata.deletion_timestamp.is_some() {
+            return Ok(0);
+        }
+        let pods = c.pods.list_ns(ns);
+        let existing = c.endpoints.get(ns, name);
+        let slices = c.slices.cloned_ns(ns);
+        let actions = endpoints::reconcile(&s, &pods, existing.as_deref(), &slices);
+        for a in &actions {
+            match a {
+                endpoints::Action::CreateEndpoints(e) => {
+                    self.create(e.as_ref())?;
+                }
+                endpoints::Action::UpdateEndpoints(e) => {
+                    self.update(e.as_ref())?;
+                }
+                endpoints::Action::CreateSlice(e) => {
+                    self.create(e.as_ref())?;
+                }
+                endpoints::Action::UpdateSlice(e) => {
+                    self.update(e.as_ref())?;
+                }
+                endpoints::Action::DeleteSlice(k) => {
+                    ignore_not_found(self.cluster.delete::<EndpointSlice>(
+                        &k.namespace,
+                        &k.name,
+                        Propagation::Background,
+                    ))?
+                }
+            }
+        }
+        Ok(actions.len())
+    }
+
+    fn sync_nodes(&mut self) -> Result<usize, ClusterError> {
+        let c = &self.shared.caches;
+        let now = self.shared.clock.now();
+        let nodes = c.nodes.cloned();
+        let leases = c.leases.cloned_ns(nodelifecycle::LEASE_NAMESPACE);
+        let pods = c.pods.list();
+        let out = nodelifecycle::reconcile(&nodes, &leases, &pods, &self.config.node, now);
+        if let Some(t) = out.next_check {
+            self.shared.queue.add_at(Key::Nodes, t);
+        }
+        let mut n = 0;
+        let mut err = None;
+        for a in out.actions {
+            let r = match a {
+                NodeAction::SetConditions { node, conditions } => match c.nodes.get("", &node) {
+                    Some(nd) => {
+                        let mut nd = (*nd).clone();
+                        nd.status.get_or_insert_with(Default::default).conditions =
+                            Some(conditions);
+                        self.update_status(&nd).map(|_| 1)
+                    }
+                    None => Ok(0),
+                },
+                NodeAction::SetTaints { node, taints } => match c.nodes.get("", &node) {
+                    Some(nd) => {
+                        let mut nd = (*nd).clone();
+                        nd.spec.get_or_insert_with(Default::default).taints = Some(taints);
+                        self.update(&nd).map(|_| 1)
+                    }
+                    None => Ok(0),
+                },
+                NodeAction::EvictPod { pod, .. } => ignore_not_found(self.cluster.delete::<Pod>(
+                    &pod.namespace,
+                    &pod.name,
+                    Propagation::Background,
+                ))
+                .map(|_| 1),
+            };
+            match r {
+                Ok(k) => n += k,
+                Err(e) => err = Some(e),
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    fn schedule(&mut self, rep: &mut SyncReport) -> Result<usize, ClusterError> {
+        let c = &self.shared.caches;
+        let now = self.shared.clock.now();
+        let nodes = c.nodes.cloned();
+        let assumed = self
+            .shared
+            .assumed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut pods = c.pods.list();
+        // Pods we bound that the cache does not show bound yet count as placed.
+        let mut pending_idx = Vec::new();
+        for (i, p) in pods.iter_mut().enumerate() {
+            if !pod_active(p) || bound_node(p).is_some() {
+                continue;
+            }
+            match assumed.get(&key_of(&p.metadata)) {
+                Some(node) => {
+                    let mut placed = (**p).clone();
+                    if let Some(s) = placed.spec.as_mut() {
+                        s.node_name = Some(node.clone());
+                    }
+                    *p = Arc::new(placed);
+                }
+                None => {
+                    if p.spec.is_some() {
+                        pending_idx.push(i);
+                    }
+                }
+            }
+        }
+        if pending_idx.is_empty() {
+            self.shared.unschedulable.store(0, Ordering::Release);
+            return Ok(0);
+        }
+        pending_idx.sort_by_key(|&i| pods[i].metadata.creation_timestamp.as_ref().map(|t| t.0));
+        let mut sched = Scheduler::with_pods(&nodes, &pods);
+        let mut writes = 0;
+        let mut unschedulable = 0;
+        let mut err = None;
+        let mut live = HashSet::new();
+        for i in pending_idx {
+            let p: &Pod = &pods[i];
             let pk = ObjectKey::of(&p.metadata);
-            let key = format!("pod/{pk}");
+            let key = pk.to_string();
+            live.insert(key.clone());
             match sched.schedule(p) {
                 Decision::Bind { node } => {
-                    let r = self
-                        .cluster
-                        .bind_pod(&pk.namespace, &pk.name, &node)
-                        .map(|_| 1);
-                    if r.is_ok() {
-                        rep.bound += 1;
-                        self.sched_messages.remove(&key);
-                    } else if let Some(spec) = p.spec.as_ref() {
-                        let mut placed = p.clone();
-                        placed.spec = Some(spec.clone());
-                        sched.remove_pod(&node, &placed);
+                    match self.cluster.bind_pod(&pk.namespace, &pk.name, &node) {
+                        Ok(()) => {
+                            rep.bound += 1;
+                            writes += 1;
+                            self.sched_messages.remove(&key);
+                            self.shared
+                                .assumed
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(key, node);
+                        }
+                        Err(e) => {
+                            sched.remove_pod(&node, p);
+                            err = Some(e);
+                        }
                     }
-                    self.outcome(key, r, now, rep);
                 }
                 Decision::Unschedulable { message } => {
+                    unschedulable += 1;
                     if self.sched_messages.get(&key) == Some(&message) {
                         continue;
                     }
-                    let r = self.record_unschedulable(p, &message, now);
-                    if r.is_ok() {
-                        self.sched_messages.insert(key.clone(), message);
+                    match record_unschedulable(self.cluster.as_ref(), p, &message, now) {
+                        Ok(updated) => {
+                            c.pods.write_through(updated);
+                            writes += 2;
+                            self.sched_messages.insert(key, message);
+                        }
+                        Err(e) => err = Some(e),
                     }
-                    self.outcome(key, r, now, rep);
                 }
             }
         }
-        Ok(())
-    }
-
-    fn record_unschedulable(
-        &self,
-        p: &Pod,
-        message: &str,
-        now: DateTime<Utc>,
-    ) -> Result<usize, ClusterError> {
-        let ev = Event {
-            metadata: ObjectMeta {
-                namespace: p.metadata.namespace.clone(),
-                generate_name: Some(format!("{}.", p.metadata.name.as_deref().unwrap_or("pod"))),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                kind: Some("Pod".into()),
-                api_version: Some("v1".into()),
-                namespace: p.metadata.namespace.clone(),
-                name: p.metadata.name.clone(),
-                uid: p.metadata.uid.clone(),
-                ..Default::default()
-            },
-            reason: Some("FailedScheduling".into()),
-            message: Some(message.into()),
-            type_: Some("Warning".into()),
-            count: Some(1),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            source: Some(k8s_openapi::api::core::v1::EventSource {
-                component: Some("default-scheduler".into()),
-                host: None,
-            }),
-            reporting_component: Some("default-scheduler".into()),
-            ..Default::default()
-        };
-        self.cluster.create(&ev)?;
-        let mut pod = p.clone();
-        let st = pod.status.get_or_insert_with(Default::default);
-        let conds = st.conditions.get_or_insert_with(Vec::new);
-        conds.retain(|c| c.type_ != "PodScheduled");
-        conds.push(PodCondition {
-            type_: "PodScheduled".into(),
-            status: "False".into(),
-            reason: Some("Unschedulable".into()),
-            message: Some(message.into()),
-            last_transition_time: Some(Time(now)),
-            ..Default::default()
-        });
-        self.cluster.update_status(&clear_rv(pod))?;
-        Ok(2)
-    }
-
-    pub fn sync_endpoints(&mut self, rep: &mut SyncReport) -> Result<(), ClusterError> {
-        let now = self.clock.now();
-        let svcs: Vec<Service> = self.cluster.list()?;
-        if svcs.is_empty() {
-            return Ok(());
+        self.sched_messages.retain(|k, _| live.contains(k));
+        self.shared
+            .unschedulable
+            .store(unschedulable, Ordering::Release);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(writes),
         }
-        let pods: Vec<Pod> = self.cluster.list()?;
-        let eps: Vec<Endpoints> = self.cluster.list()?;
-        let slices: Vec<EndpointSlice> = self.cluster.list()?;
-        for s in svcs {
-            let key = format!("service/{}", ObjectKey::of(&s.metadata));
-            if !self.ready(&key, now) || s.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let existing = eps.iter().find(|e| {
-                e.metadata.namespace == s.metadata.namespace && e.metadata.name == s.metadata.name
-            });
-            let actions = endpoints::reconcile(&s, &pods, existing, &slices);
-            let c = &self.cluster;
-            let r = (|| {
-                for a in &actions {
-                    match a {
-                        endpoints::Action::CreateEndpoints(e) => {
-                            c.create(e.as_ref()).map(|_| ())?
-                        }
-                        endpoints::Action::UpdateEndpoints(e) => {
-                            c.update(&clear_rv((**e).clone())).map(|_| ())?
-                        }
-                        endpoints::Action::CreateSlice(e) => c.create(e.as_ref()).map(|_| ())?,
-                        endpoints::Action::UpdateSlice(e) => {
-                            c.update(&clear_rv((**e).clone())).map(|_| ())?
-                        }
-                        endpoints::Action::DeleteSlice(k) => {
-                            ignore_not_found(c.delete::<EndpointSlice>(
-                                &k.namespace,
-                                &k.name,
-                                Propagation::Background,
-                            ))?
-                        }
-                    }
-                }
-                Ok(actions.len())
-            })();
-            self.outcome(key, r, now, rep);
-        }
-        Ok(())
     }
 
-    pub fn sync_gc(&mut self, rep: &mut SyncReport) -> Result<(), ClusterError> {
-        let now = self.clock.now();
+    fn sync_gc(&mut self, rep: &mut SyncReport) -> Result<usize, ClusterError> {
+        let c = &self.shared.caches;
         let mut objs = Vec::new();
-        collect::<Deployment, C>(&self.cluster, &mut objs)?;
-        collect::<ReplicaSet, C>(&self.cluster, &mut objs)?;
-        collect::<Pod, C>(&self.cluster, &mut objs)?;
-        collect::<Service, C>(&self.cluster, &mut objs)?;
-        collect::<Endpoints, C>(&self.cluster, &mut objs)?;
-        collect::<EndpointSlice, C>(&self.cluster, &mut objs)?;
-        collect::<Event, C>(&self.cluster, &mut objs)?;
-        let namespaces: Vec<Namespace> = self.cluster.list()?;
+        fn collect<K: Object>(s: &Store<K>, out: &mut Vec<ObjInfo>) {
+            for o in s.list() {
+                out.push(ObjInfo::from_meta(K::API_VERSION, K::KIND, o.metadata()));
+            }
+        }
+        collect(&c.deployments, &mut objs);
+        collect(&c.replica_sets, &mut objs);
+        collect(&c.pods, &mut objs);
+        collect(&c.services, &mut objs);
+        collect(&c.endpoints, &mut objs);
+        collect(&c.slices, &mut objs);
+        collect(&c.events, &mut objs);
+        let namespaces = c.namespaces.cloned();
         let known: HashSet<String> = [
             "Deployment",
             "ReplicaSet",
@@ -451,13 +1123,15 @@ impl<C: Cluster> Manager<C> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let mut n = 0;
+        let mut err = None;
+        let cl = self.cluster.as_ref();
         for a in gc::reconcile(&objs, &namespaces, &known) {
-            let c = &self.cluster;
-            let (key, r) = match a {
+            let (what, r) = match a {
                 GcAction::Delete { obj, propagation } => (
-                    format!("gc/{}/{}", obj.kind, obj.name),
+                    format!("{}/{}", obj.kind, obj.name),
                     dispatch_delete(
-                        c.as_ref(),
+                        cl,
                         &obj.kind,
                         obj.namespace.as_deref().unwrap_or(""),
                         &obj.name,
@@ -468,9 +1142,9 @@ impl<C: Cluster> Manager<C> {
                     obj,
                     owner_references,
                 } => (
-                    format!("gc/{}/{}", obj.kind, obj.name),
+                    format!("{}/{}", obj.kind, obj.name),
                     dispatch_meta(
-                        c.as_ref(),
+                        cl,
                         &obj.kind,
                         obj.namespace.as_deref().unwrap_or(""),
                         &obj.name,
@@ -478,9 +1152,9 @@ impl<C: Cluster> Manager<C> {
                     ),
                 ),
                 GcAction::RemoveFinalizer { obj, finalizer } => (
-                    format!("gc/{}/{}", obj.kind, obj.name),
+                    format!("{}/{}", obj.kind, obj.name),
                     dispatch_meta(
-                        c.as_ref(),
+                        cl,
                         &obj.kind,
                         obj.namespace.as_deref().unwrap_or(""),
                         &obj.name,
@@ -492,15 +1166,14 @@ impl<C: Cluster> Manager<C> {
                     ),
                 ),
                 GcAction::FinalizeNamespace { name } => (
-                    format!("gc/Namespace/{name}"),
-                    c.get::<Namespace>("", &name).and_then(|ns| match ns {
+                    format!("Namespace/{name}"),
+                    cl.get::<Namespace>("", &name).and_then(|ns| match ns {
                         Some(mut ns) => {
                             if let Some(f) = ns.spec.as_mut().and_then(|s| s.finalizers.as_mut()) {
                                 f.retain(|x| x != gc::NAMESPACE_FINALIZER);
                             }
-                            c.update(&clear_rv(ns.clone()))?;
-                            // Finalizers empty: the API server removes a deleting namespace.
-                            ignore_not_found(c.delete::<Namespace>(
+                            cl.update(&clear_rv(ns.clone()))?;
+                            ignore_not_found(cl.delete::<Namespace>(
                                 "",
                                 &name,
                                 Propagation::Background,
@@ -511,139 +1184,42 @@ impl<C: Cluster> Manager<C> {
                     }),
                 ),
             };
-            self.outcome(key, r, now, rep);
-        }
-        Ok(())
-    }
-}
-
-fn ignore_not_found(r: Result<(), ClusterError>) -> Result<(), ClusterError> {
-    match r {
-        Err(ClusterError::NotFound { .. }) => Ok(()),
-        other => other,
-    }
-}
-
-fn collect<K: Object, C: Cluster>(c: &Arc<C>, out: &mut Vec<ObjInfo>) -> Result<(), ClusterError> {
-    for o in c.list::<K>()? {
-        out.push(ObjInfo::from_meta(K::API_VERSION, K::KIND, o.metadata()));
-    }
-    Ok(())
-}
-
-fn modify_meta<K: Object, C: Cluster>(
-    c: &C,
-    ns: &str,
-    name: &str,
-    f: &dyn Fn(&mut ObjectMeta),
-) -> Result<usize, ClusterError> {
-    match c.get::<K>(ns, name)? {
-        Some(mut o) => {
-            f(o.metadata_mut());
-            c.update(&clear_rv(o)).map(|_| 1)
-        }
-        None => Ok(0),
-    }
-}
-
-fn dispatch_meta<C: Cluster>(
-    c: &C,
-    kind: &str,
-    ns: &str,
-    name: &str,
-    f: &dyn Fn(&mut ObjectMeta),
-) -> Result<usize, ClusterError> {
-    match kind {
-        "Deployment" => modify_meta::<Deployment, C>(c, ns, name, f),
-        "ReplicaSet" => modify_meta::<ReplicaSet, C>(c, ns, name, f),
-        "Pod" => modify_meta::<Pod, C>(c, ns, name, f),
-        "Service" => modify_meta::<Service, C>(c, ns, name, f),
-        "Endpoints" => modify_meta::<Endpoints, C>(c, ns, name, f),
-        "EndpointSlice" => modify_meta::<EndpointSlice, C>(c, ns, name, f),
-        "Event" => modify_meta::<Event, C>(c, ns, name, f),
-        other => Err(ClusterError::Api(format!(
-            "garbage collector: unsupported kind {other}"
-        ))),
-    }
-}
-
-fn dispatch_delete<C: Cluster>(
-    c: &C,
-    kind: &str,
-    ns: &str,
-    name: &str,
-    p: Propagation,
-) -> Result<usize, ClusterError> {
-    let r = match kind {
-        "Deployment" => c.delete::<Deployment>(ns, name, p),
-        "ReplicaSet" => c.delete::<ReplicaSet>(ns, name, p),
-        "Pod" => c.delete::<Pod>(ns, name, p),
-        "Service" => c.delete::<Service>(ns, name, p),
-        "Endpoints" => c.delete::<Endpoints>(ns, name, p),
-        "EndpointSlice" => c.delete::<EndpointSlice>(ns, name, p),
-        "Event" => c.delete::<Event>(ns, name, p),
-        other => {
-            return Err(ClusterError::Api(format!(
-                "garbage collector: unsupported kind {other}"
-            )))
-        }
-    };
-    ignore_not_found(r).map(|_| 1)
-}
-
-/// A stand-in node agent for tests: for each live node, renew its Lease and mark the pods bound
-/// to it Running and Ready with a pod IP.
-pub fn fake_agent_step<C: Cluster>(
-    c: &C,
-    live_nodes: &[&str],
-    now: DateTime<Utc>,
-) -> Result<(), ClusterError> {
-    for (i, node) in live_nodes.iter().enumerate() {
-        let lease = c.get::<Lease>(nodelifecycle::LEASE_NAMESPACE, node)?;
-        match lease {
-            Some(mut l) => {
-                l.spec.get_or_insert_with(Default::default).renew_time = Some(MicroTime(now));
-                c.update(&clear_rv(l))?;
-            }
-            None => {
-                c.create(&Lease {
-                    metadata: ObjectMeta {
-                        namespace: Some(nodelifecycle::LEASE_NAMESPACE.into()),
-                        name: Some(node.to_string()),
-                        ..Default::default()
-                    },
-                    spec: Some(LeaseSpec {
-                        holder_identity: Some(node.to_string()),
-                        renew_time: Some(MicroTime(now)),
-                        lease_duration_seconds: Some(40),
-                        ..Default::default()
-                    }),
-                })?;
-            }
-        }
-        let pods: Vec<Pod> = c.list()?;
-        for (j, p) in pods.into_iter().enumerate() {
-            let on_node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(*node);
-            if on_node && p.metadata.deletion_timestamp.is_some() {
-                // Containers stopped: the agent's final delete.
-                let k = ObjectKey::of(&p.metadata);
-                match c.force_delete_pod(&k.namespace, &k.name) {
-                    Ok(()) | Err(ClusterError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
+            match r {
+                Ok(k) => n += k,
+                Err(e) => {
+                    rep.errors.push((format!("gc/{what}"), e.clone()));
+                    err = Some(e);
                 }
-                continue;
             }
-            if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(*node)
-                || pod_ready(&p)
-                || !pod_active(&p)
-            {
-                continue;
+        }
+        match err {
+            // Already reported per object; the key is retried with backoff.
+            Some(e) => {
+                rep.errors.pop();
+                Err(e)
             }
-            let mut p = crate::fixtures::running_ready(p, now);
-            p.status.get_or_insert_with(Default::default).pod_ip =
-                Some(format!("10.{}.{}.{}", i + 1, j / 250, j % 250 + 1));
-            c.update_status(&clear_rv(p))?;
+            None => Ok(n),
         }
     }
-    Ok(())
+}
+
+impl Shared {
+    /// A renewal of a Ready node's lease changes nothing now: node lifecycle already has a
+    /// delayed look at that node's lease expiry (and then sees the renewal). New, deleted
+    /// and not-Ready nodes' leases are looked at at once.
+    fn on_lease(&self, old: Option<&Lease>, new: Option<&Lease>) {
+        let (Some(_), Some(l)) = (old, new) else {
+            self.queue.add(Key::Nodes);
+            return;
+        };
+        let node = l.metadata.name.as_deref().unwrap_or("");
+        if self
+            .caches
+            .nodes
+            .get("", node)
+            .is_none_or(|n| !node_ready(&n))
+        {
+            self.queue.add(Key::Nodes);
+        }
+    }
 }

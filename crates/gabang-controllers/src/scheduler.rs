@@ -10,6 +10,7 @@
 //! memory) plus spreading pods of one controller across nodes. A pod that fits nowhere gets a
 //! Kubernetes-style message: `0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu.`
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
@@ -303,6 +304,11 @@ impl Scheduler {
     /// Build the node table from nodes and the pods already bound to them (terminated pods hold
     /// no resources).
     pub fn new(nodes: &[Node], pods: &[Pod]) -> Self {
+        Self::with_pods(nodes, pods)
+    }
+
+    /// [`Scheduler::new`] over pods held any way (e.g. `Arc<Pod>` from a cache).
+    pub fn with_pods<P: Borrow<Pod>>(nodes: &[Node], pods: &[P]) -> Self {
         let mut s = Scheduler::default();
         for n in nodes {
             let info = NodeInfo::from_node(n);
@@ -310,6 +316,7 @@ impl Scheduler {
             s.nodes.push(info);
         }
         for p in pods {
+            let p: &Pod = p.borrow();
             if pod_terminated(p) {
                 continue;
             }

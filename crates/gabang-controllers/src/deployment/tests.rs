@@ -88,7 +88,7 @@ impl Sim {
     /// One controller sync, then the world reacts. Returns the outcome.
     fn step(&mut self) -> Outcome {
         self.step += 1;
-        let o = reconcile(&self.d, &self.rss, &[], t(self.step));
+        let o = reconcile::<Pod>(&self.d, &self.rss, &[], t(self.step));
         for a in &o.actions {
             match a {
                 RsAction::Create(rs) => {
@@ -364,7 +364,9 @@ fn rollback_reuses_old_replica_set_and_bumps_revision() {
         Some("3")
     );
     // Idempotent at rest: no actions.
-    assert!(reconcile(&sim.d, &sim.rss, &[], t(1000)).actions.is_empty());
+    assert!(reconcile::<Pod>(&sim.d, &sim.rss, &[], t(1000))
+        .actions
+        .is_empty());
 }
 
 #[test]
@@ -464,7 +466,7 @@ fn stuck_rollout_exceeds_progress_deadline() {
     sim.step();
     // The new pod never becomes available: reconcile without the world moving.
     let at = |s: i64, sim: &mut Sim| {
-        let o = reconcile(&sim.d, &sim.rss, &[], t(s));
+        let o = reconcile::<Pod>(&sim.d, &sim.rss, &[], t(s));
         sim.d.status = Some(o.status);
         sim.condition("Progressing")
     };
@@ -494,4 +496,59 @@ fn stuck_rollout_exceeds_progress_deadline() {
         sim.condition("Progressing").reason.as_deref(),
         Some("NewReplicaSetAvailable")
     );
+}
+
+#[test]
+fn scaling_mid_rollout_is_proportional() {
+    let mut sim = Sim::new(deployment(
+        10,
+        "v1",
+        rolling(
+            IntOrString::String("25%".into()),
+            IntOrString::String("25%".into()),
+        ),
+    ));
+    sim.settle();
+    assert_eq!(spec_replicas(sim.rs_by_image("v1")), 10);
+    // Start a rollout: the new RS gets maxSurge (3) pods, the old one keeps 10.
+    sim.d.spec.as_mut().unwrap().template = template("v2");
+    sim.step();
+    assert_eq!(spec_replicas(sim.rs_by_image("v1")), 10);
+    assert_eq!(spec_replicas(sim.rs_by_image("v2")), 3);
+    // Scale to 20 mid-rollout: 25 allowed (20 + 5 surge); old 10*25/13 = 19, new 3*25/13 = 6.
+    sim.d.spec.as_mut().unwrap().replicas = Some(20);
+    let o = sim.step();
+    assert_eq!(o.actions.len(), 2, "{:?}", o.actions);
+    let (old, new) = (sim.rs_by_image("v1"), sim.rs_by_image("v2"));
+    assert_eq!((spec_replicas(old), spec_replicas(new)), (19, 6));
+    for rs in [old, new] {
+        let a = rs.metadata.annotations.as_ref().unwrap();
+        assert_eq!(a.get(DESIRED_REPLICAS).map(String::as_str), Some("20"));
+        assert_eq!(a.get(MAX_REPLICAS).map(String::as_str), Some("25"));
+    }
+    // The rollout goes on from there within the new bounds, and ends at 20 new pods.
+    for _ in 0..30 {
+        sim.step();
+        assert!(sim.total_pods() <= 25, "{} pods", sim.total_pods());
+    }
+    assert_eq!(spec_replicas(sim.rs_by_image("v2")), 20);
+    assert_eq!(spec_replicas(sim.rs_by_image("v1")), 0);
+    // Shrinking mid-rollout spreads the cut the same way (larger first).
+    sim.d.spec.as_mut().unwrap().template = template("v3");
+    sim.step();
+    let before: i32 = sim.rss.iter().map(spec_replicas).sum();
+    sim.d.spec.as_mut().unwrap().replicas = Some(8);
+    sim.step();
+    let (v2, v3) = (sim.rs_by_image("v2"), sim.rs_by_image("v3"));
+    assert!(before > 20);
+    assert!(
+        spec_replicas(v2) + spec_replicas(v3) <= 8 + 2,
+        "within 8 + maxSurge 2"
+    );
+    assert!(spec_replicas(v2) > 0 && spec_replicas(v3) > 0);
+    for _ in 0..30 {
+        sim.step();
+    }
+    assert_eq!(spec_replicas(sim.rs_by_image("v3")), 8);
+    assert_eq!(spec_replicas(sim.rs_by_image("v2")), 0);
 }
