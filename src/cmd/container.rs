@@ -724,11 +724,21 @@ pub fn run(cmd: ContainerCommand, root: &Path) -> Result<i32> {
                 Ok(())
             }))
         }
-        ContainerCommand::Rm(a) => Ok(each(&rt, &a.containers, |n, id| {
-            rt.remove(id, a.force)?;
-            println!("{n}");
-            Ok(())
-        })),
+        ContainerCommand::Rm(a) => Ok({
+            if a.force && a.containers.len() > 1 {
+                // Kill them all first: they die together, then each is removed.
+                for n in &a.containers {
+                    if let Ok(id) = rt.resolve(n) {
+                        let _ = rt.kill_for_remove(&id);
+                    }
+                }
+            }
+            each(&rt, &a.containers, |n, id| {
+                rt.remove(id, a.force)?;
+                println!("{n}");
+                Ok(())
+            })
+        }),
         ContainerCommand::Wait(a) => Ok(each(&rt, &a.containers, |_, id| {
             println!("{}", rt.wait(id)?);
             Ok(())

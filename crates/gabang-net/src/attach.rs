@@ -16,9 +16,6 @@ use crate::nl::{self, Rt};
 use crate::{host_veth_name, netns, netns_name, nftables};
 use crate::{Attachment, NetError, Network, Port, Result};
 
-/// The index of `lo`: always 1 in a netns (it is registered first).
-const LO_INDEX: u32 = 1;
-
 impl Network {
     /// Give container `id` a netns with `eth0` on the bridge and publish `ports`.
     /// On failure everything made so far is undone.
@@ -81,7 +78,7 @@ impl Network {
             .index;
         let gw = self.config.gateway();
         let prefix = self.config.prefix;
-        futures_util::try_join!(nl::set_up(&inner, LO_INDEX, "lo"), async {
+        futures_util::try_join!(nl::set_up(&inner, nl::LO_INDEX, "lo"), async {
             nl::set_up(&inner, eth0, "eth0").await?;
             nl::add_addr(&inner, eth0, ip, prefix, "eth0").await?;
             nl::add_default_route(&inner, eth0, gw).await

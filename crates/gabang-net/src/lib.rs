@@ -161,6 +161,32 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     io_at(std::fs::rename(&tmp, path), path)
 }
 
+/// `--network none`: a named netns (`/run/netns/gabang-<id…>`) with only `lo`, and `lo` up
+/// (like docker's; the kernel makes it down). `lock_dir` holds the lock taken the first
+/// time `/run/netns` is made a shared mount. Remove it with [`remove_netns`].
+pub fn loopback_netns(id: &str, lock_dir: &Path) -> Result<PathBuf> {
+    nl::outside_tokio(|| {
+        let rt = nl::Rt::new()?;
+        let path = PathBuf::from(netns::RUN_DIR).join(netns_name(id));
+        let r = rt.block_on(async {
+            let (_fd, inner) = netns::create(&path, lock_dir, nl::connect)?;
+            nl::set_up(&inner, nl::LO_INDEX, "lo").await
+        });
+        match r {
+            Ok(()) => Ok(path),
+            Err(e) => {
+                let _ = netns::remove(&path);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Unmount and unlink the named netns of `id` (from [`loopback_netns`]); idempotent.
+pub fn remove_netns(id: &str) -> Result<()> {
+    netns::remove(&PathBuf::from(netns::RUN_DIR).join(netns_name(id)))
+}
+
 /// Names derived from a container id.
 pub fn netns_name(id: &str) -> String {
     format!("gabang-{}", &id[..id.len().min(12)])

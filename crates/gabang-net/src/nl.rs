@@ -81,6 +81,9 @@ pub(crate) async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMe
     }
 }
 
+/// The index of `lo`: always 1 in a netns (it is registered first).
+pub(crate) const LO_INDEX: u32 = 1;
+
 pub(crate) fn is_up(m: &LinkMessage) -> bool {
     m.header.flags.contains(LinkFlags::Up)
 }

@@ -565,16 +565,49 @@ impl Runtime {
             .checked_add(timeout)
             .unwrap_or(now + Duration::from_secs(100 * 365 * 24 * 3600));
         loop {
-            match self.store.live_state(id) {
-                Ok(st) if st.status.is_active() => {}
+            let shim = match self.store.live_state(id) {
+                Ok(st) if st.status.is_active() => st.shim_pid,
                 Ok(_) | Err(RuntimeError::NotFound(_)) => return Ok(true),
                 Err(e) => return Err(e),
-            }
-            if Instant::now() >= deadline {
+            };
+            let now = Instant::now();
+            if now >= deadline {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Sleep until the shim exits (a pidfd turns readable then), at most 100 ms at
+            // a time: its state is final once it is gone. The state is read again after
+            // the pidfd is open, so a reused pid is never waited on.
+            let slice = (deadline - now).min(Duration::from_millis(100));
+            match shim.map(shim::pidfd_open) {
+                Some(Ok(fd))
+                    if self
+                        .store
+                        .live_state(id)
+                        .is_ok_and(|s| s.status.is_active()) =>
+                {
+                    let mut pfd = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd for the duration of the call.
+                    unsafe { libc::poll(&mut pfd, 1, slice.as_millis() as libc::c_int) };
+                }
+                Some(Ok(_)) => {}
+                _ => std::thread::sleep(slice.min(Duration::from_millis(5))),
+            }
         }
+    }
+
+    /// The first half of a forced remove: mark the container as stopping by request (no
+    /// restart) and SIGKILL it, without waiting. `rm -f A B C …` does this for all of them
+    /// first, so they die together instead of one after another.
+    pub fn kill_for_remove(&self, id: &str) -> Result<()> {
+        if self.store.live_state(id)?.status.is_active() {
+            let _ = std::fs::write(self.store.dir(id).stop_marker(), b"");
+            let _ = self.signal(id, libc::SIGKILL, "remove");
+        }
+        Ok(())
     }
 
     /// Remove a container (with `force`, kill it first).
@@ -589,8 +622,7 @@ impl Runtime {
                     verb: "remove (stop it first or use --force)",
                 });
             }
-            let _ = std::fs::write(self.store.dir(id).stop_marker(), b"");
-            let _ = self.signal(id, libc::SIGKILL, "remove");
+            self.kill_for_remove(id)?;
             if !self.wait_inactive(id, Duration::from_secs(30))? {
                 return Err(RuntimeError::Shim(format!("container {id} did not die")));
             }

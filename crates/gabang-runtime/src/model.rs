@@ -234,6 +234,10 @@ impl RunOptions {
     pub fn owns_bridge_attachment(&self) -> bool {
         self.netns.is_none() && self.network == NetworkMode::Bridge
     }
+    /// Does the shim make (and later remove) a loopback-only netns (`--network none`)?
+    pub fn owns_loopback_netns(&self) -> bool {
+        self.netns.is_none() && self.network == NetworkMode::None
+    }
 }
 
 /// The immutable part of a container record (`config.json` in the container dir).

@@ -328,6 +328,10 @@ fn start_container(
         st.ip_address = Some(att.ip.to_string());
         st.gateway = Some(att.gateway.to_string());
         netns_path = Some(att.netns_path);
+    } else if opts.owns_loopback_netns() {
+        let lock_dir = store.root.join("net");
+        std::fs::create_dir_all(&lock_dir).map_err(|e| crate::error::sys("mkdir net", e))?;
+        netns_path = Some(gabang_net::loopback_netns(&cfg.id, &lock_dir)?);
     }
     let host_network = opts.netns.is_none() && opts.network == NetworkMode::Host;
     let mut binds = rootfs::write_etc_files(dir, &cfg.hostname, ip, host_network)?;
@@ -433,7 +437,7 @@ fn start_container(
     })
 }
 
-fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     // SAFETY: pidfd_open returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
@@ -659,6 +663,11 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
             if let Err(e) = net.detach(&cfg.id, &net_ports(cfg)) {
                 tracing::warn!("network detach {}: {e}", cfg.id);
             }
+        }
+    }
+    if cfg.options.owns_loopback_netns() {
+        if let Err(e) = gabang_net::remove_netns(&cfg.id) {
+            tracing::warn!("netns of {}: {e}", cfg.id);
         }
     }
     crate::timing("cleanup: remove cgroups");

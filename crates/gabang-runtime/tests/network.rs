@@ -153,15 +153,22 @@ fn bridge_ports_ipam_and_cleanup() {
     // rm tears down veth, netns, nft elements and the address.
     env.rt.remove(&a, true).unwrap();
     assert!(!std::path::Path::new(&format!("/run/netns/gabang-{}", &a[..12])).exists());
-    let links = String::from_utf8(
-        Command::new("ip")
-            .args(["-o", "link"])
-            .output()
+    // The veth pair goes with the netns, which the kernel tears down in the background.
+    let veth = format!("gbv{}", &a[..11]);
+    assert!(
+        eventually(|| {
+            !String::from_utf8(
+                Command::new("ip")
+                    .args(["-o", "link"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
             .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    assert!(!links.contains(&format!("gbv{}", &a[..11])), "{links}");
+            .contains(&veth)
+        }),
+        "{veth} left"
+    );
     let map = String::from_utf8(
         Command::new("nft")
             .args(["list", "map", "ip", "gabang", "ports"])
@@ -190,4 +197,24 @@ fn network_none_has_only_loopback() {
         .unwrap();
     env.rt.wait(&id).unwrap();
     assert_eq!(env.read_log(&id).trim(), "lo");
+    // lo is up, like docker's: a server on 127.0.0.1 is reachable inside the container.
+    let (id2, _) = env
+        .rt
+        .run(
+            env.req(opts(&[
+                "sh",
+                "-c",
+                "httpd -p 127.0.0.1:8080 -h /etc && wget -q -O /dev/null http://127.0.0.1:8080/passwd && echo reached",
+            ])),
+            Attach::Detached,
+        )
+        .unwrap();
+    env.rt.wait(&id2).unwrap();
+    assert_eq!(env.read_log(&id2).trim(), "reached");
+    // The netns made for it is gone with the container.
+    for id in [&id, &id2] {
+        env.rt.remove(id, true).unwrap();
+        let ns = format!("/run/netns/{}", gabang_net::netns_name(id));
+        assert!(!std::path::Path::new(&ns).exists(), "{ns} left");
+    }
 }
