@@ -111,11 +111,20 @@ fn main() {
     let mut gab_bridge = Vec::new();
     let mut runc = Vec::new();
     let mut dock = Vec::new();
-    // Interleaved, with the order rotated every iteration: what runs right after docker
-    // pays for dockerd's teardown still going on in the background.
+    // Interleaved, in a fresh random order every iteration: what runs right after docker
+    // pays for dockerd's teardown still going on in the background, so no tool may always
+    // come after it.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..iters {
-        for k in 0..4 {
-            match (i + k) % 4 {
+        let mut order = [0usize, 1, 2, 3];
+        for k in (1..4).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(k, (seed % (k as u64 + 1)) as usize);
+        }
+        for k in order {
+            match k {
                 0 => gab_none.push(timed(&mut g(&[
                     "run",
                     "--rm",
