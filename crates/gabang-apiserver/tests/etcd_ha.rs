@@ -36,24 +36,11 @@ fn send(
     path: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let (code, b) = s.curl(
-        true,
-        &[
-            "-X",
-            method,
-            "-H",
-            &format!("Content-Type: {ctype}"),
-            "-d",
-            &body.to_string(),
-        ],
-        path,
-    );
-    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+    s.send(method, ctype, path, body)
 }
 
 fn get(s: &support::TestServer, path: &str) -> (u16, Value) {
-    let (code, b) = s.curl(true, &[], path);
-    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+    s.get(path)
 }
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";

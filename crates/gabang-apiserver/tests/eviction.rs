@@ -10,24 +10,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 fn send(s: &support::TestServer, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    let (code, b) = s.curl(
-        true,
-        &[
-            "-X",
-            method,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ],
-        path,
-    );
-    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+    s.send(method, "application/json", path, body)
 }
 
 fn get(s: &support::TestServer, path: &str) -> (u16, Value) {
-    let (code, b) = s.curl(true, &[], path);
-    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+    s.get(path)
 }
 
 const PODS: &str = "/api/v1/namespaces/default/pods";

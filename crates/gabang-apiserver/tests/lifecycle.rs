@@ -6,19 +6,7 @@ mod support;
 use serde_json::{json, Value};
 
 fn post(s: &support::TestServer, path: &str, body: &Value) -> (u16, Value) {
-    let (code, b) = s.curl(
-        true,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ],
-        path,
-    );
-    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+    s.send("POST", "application/json", path, body)
 }
 
 fn send(
@@ -28,24 +16,11 @@ fn send(
     path: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let (code, b) = s.curl(
-        true,
-        &[
-            "-X",
-            method,
-            "-H",
-            &format!("Content-Type: {ctype}"),
-            "-d",
-            &body.to_string(),
-        ],
-        path,
-    );
-    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+    s.send(method, ctype, path, body)
 }
 
 fn get(s: &support::TestServer, path: &str) -> (u16, Value) {
-    let (code, b) = s.curl(true, &[], path);
-    (code, serde_json::from_str(&b).unwrap_or(Value::Null))
+    s.get(path)
 }
 
 const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";

@@ -96,4 +96,25 @@ impl TestServer {
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
+
+    /// A request with the token and a JSON `body` of type `ctype`: (http code, the answer
+    /// as JSON, or Null).
+    pub fn send(
+        &self,
+        method: &str,
+        ctype: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let ctype = format!("Content-Type: {ctype}");
+        let body = body.to_string();
+        let (code, b) = self.curl(true, &["-X", method, "-H", &ctype, "-d", &body], path);
+        (code, serde_json::from_str(&b).unwrap_or_default())
+    }
+
+    /// GET with the token: (http code, the answer as JSON, or Null).
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (code, b) = self.curl(true, &[], path);
+        (code, serde_json::from_str(&b).unwrap_or_default())
+    }
 }
