@@ -7,13 +7,12 @@
 //! the RTM_NEWLINK itself is refused with ENOTCONN by Linux 6.18, hence the separate step.)
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec};
 
 use crate::nl::{self, Rt};
-use crate::{host_veth_name, netns, netns_name, nftables};
+use crate::{host_veth_name, netns, netns_path, nftables};
 use crate::{Attachment, NetError, Network, Port, Result};
 
 impl Network {
@@ -25,7 +24,9 @@ impl Network {
             let r = rt.block_on(self.attach_on(id, ports));
             if r.is_err() {
                 // A failed start is rare: undo it completely, the veth included.
-                let _ = rt.block_on(self.detach_on(id, ports, true));
+                let _ =
+                    rt.block_on(async { nl::del_link(&nl::connect()?, &host_veth_name(id)).await });
+                let _ = self.detach(id, ports);
             }
             r
         })
@@ -35,7 +36,7 @@ impl Network {
         let host = nl::connect()?;
         let br_index = self.ensure_bridge_on(&host).await?;
         let ip = self.allocate(id)?;
-        let ns_path = PathBuf::from(netns::RUN_DIR).join(netns_name(id));
+        let ns_path = netns_path(id);
         let hv = host_veth_name(id);
         let (ns_fd, inner) = netns::create(&ns_path, &self.dir, nl::connect)?;
 
@@ -52,19 +53,18 @@ impl Network {
         // (asynchronous) teardown of the old netns, and a restarting container attaches
         // again at once. Then it is deleted here and the create retried.
         let add = |veth| host.link().add(veth).execute();
-        if let Err(e) = add(veth.clone()).await {
-            if nl::errno(&e) != Some(libc::EEXIST) || !nl::del_link(&host, &hv).await? {
-                return Err(nl::nl_err(format!(
-                    "add veth {hv} on {} with eth0 in {}",
-                    self.config.bridge,
-                    ns_path.display()
-                ))(e));
-            }
-            add(veth).await.map_err(nl::nl_err(format!(
+        let what = || {
+            format!(
                 "add veth {hv} on {} with eth0 in {}",
                 self.config.bridge,
                 ns_path.display()
-            )))?;
+            )
+        };
+        if let Err(e) = add(veth.clone()).await {
+            if nl::errno(&e) != Some(libc::EEXIST) || !nl::del_link(&host, &hv).await? {
+                return Err(nl::nl_err(what())(e));
+            }
+            add(veth).await.map_err(nl::nl_err(what()))?;
         }
         drop(ns_fd);
 

@@ -167,7 +167,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 pub fn loopback_netns(id: &str, lock_dir: &Path) -> Result<PathBuf> {
     nl::outside_tokio(|| {
         let rt = nl::Rt::new()?;
-        let path = PathBuf::from(netns::RUN_DIR).join(netns_name(id));
+        let path = netns_path(id);
         let r = rt.block_on(async {
             let (_fd, inner) = netns::create(&path, lock_dir, nl::connect)?;
             nl::set_up(&inner, nl::LO_INDEX, "lo").await
@@ -184,7 +184,12 @@ pub fn loopback_netns(id: &str, lock_dir: &Path) -> Result<PathBuf> {
 
 /// Unmount and unlink the named netns of `id` (from [`loopback_netns`]); idempotent.
 pub fn remove_netns(id: &str) -> Result<()> {
-    netns::remove(&PathBuf::from(netns::RUN_DIR).join(netns_name(id)))
+    netns::remove(&netns_path(id))
+}
+
+/// Where the named netns of `id` is mounted (`/run/netns/<netns_name>`).
+pub(crate) fn netns_path(id: &str) -> PathBuf {
+    PathBuf::from(netns::RUN_DIR).join(netns_name(id))
 }
 
 /// Names derived from a container id.
