@@ -166,7 +166,6 @@ pub fn valid_name(s: &str) -> bool {
         && s.len() <= 128
 }
 
-/// Remove the container's cgroup dirs (v1 controllers and v2), killing what is left.
 /// SIGKILL whatever is left in the container's cgroups (v1 hierarchies and v2); returns
 /// the cgroup dirs that exist, for [`rmdir_cgroups`].
 pub(crate) fn kill_cgroups(parent: Option<&str>, id: &str) -> Vec<PathBuf> {
