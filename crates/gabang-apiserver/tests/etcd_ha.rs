@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use gabang_apiserver::{serve, ServerConfig, StoreSpec};
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn start_on(url: &str) -> support::TestServer {
     let dir = tempfile::tempdir().unwrap();
@@ -27,20 +27,6 @@ async fn start_on(url: &str) -> support::TestServer {
     .await
     .unwrap();
     support::TestServer { handle, store, dir }
-}
-
-fn send(
-    s: &support::TestServer,
-    method: &str,
-    ctype: &str,
-    path: &str,
-    body: &Value,
-) -> (u16, Value) {
-    s.send(method, ctype, path, body)
-}
-
-fn get(s: &support::TestServer, path: &str) -> (u16, Value) {
-    s.get(path)
 }
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
@@ -70,15 +56,14 @@ async fn two_api_servers_share_one_etcd() {
     let b = start_on(&url).await;
 
     // A write through A is read through B, with the same resourceVersion.
-    let (code, made) = send(
-        &a,
+    let (code, made) = a.send(
         "POST",
         "application/json",
         CMS,
         &json!({"metadata": {"name": "shared"}, "data": {"k": "1"}}),
     );
     assert_eq!(code, 201, "{made}");
-    let (code, seen) = get(&b, &format!("{CMS}/shared"));
+    let (code, seen) = b.get(&format!("{CMS}/shared"));
     assert_eq!(code, 200, "{seen}");
     assert_eq!(seen["data"]["k"], "1");
     assert_eq!(seen["metadata"]["uid"], made["metadata"]["uid"]);
@@ -112,24 +97,21 @@ async fn two_api_servers_share_one_etcd() {
             break;
         }
     }
-    let (code, _) = send(
-        &a,
+    let (code, _) = a.send(
         "POST",
         "application/json",
         CMS,
         &json!({"metadata": {"name": "from-a"}}),
     );
     assert_eq!(code, 201);
-    let (code, _) = send(
-        &a,
+    let (code, _) = a.send(
         "PATCH",
         "application/merge-patch+json",
         &format!("{CMS}/from-a"),
         &json!({"data": {"x": "y"}}),
     );
     assert_eq!(code, 200);
-    let (code, _) = send(
-        &a,
+    let (code, _) = a.send(
         "DELETE",
         "application/json",
         &format!("{CMS}/from-a"),
@@ -151,16 +133,14 @@ async fn two_api_servers_share_one_etcd() {
 
     // Optimistic concurrency across servers: B refuses an update with A's old version.
     let stale = seen["metadata"]["resourceVersion"].clone();
-    let (code, upd) = send(
-        &a,
+    let (code, upd) = a.send(
         "PUT",
         "application/json",
         &format!("{CMS}/shared"),
         &json!({"metadata": {"name": "shared", "resourceVersion": stale}, "data": {"k": "2"}}),
     );
     assert_eq!(code, 200, "{upd}");
-    let (code, conflict) = send(
-        &b,
+    let (code, conflict) = b.send(
         "PUT",
         "application/json",
         &format!("{CMS}/shared"),
@@ -168,32 +148,29 @@ async fn two_api_servers_share_one_etcd() {
     );
     assert_eq!(code, 409, "{conflict}");
     assert_eq!(conflict["reason"], "Conflict");
-    let (_, now) = get(&b, &format!("{CMS}/shared"));
+    let (_, now) = b.get(&format!("{CMS}/shared"));
     assert_eq!(now["data"]["k"], "2");
     // ... and accepts it with the current one.
-    let (code, _) = send(
-        &b,
-        "PUT",
+    let (code, _) = b.send("PUT",
         "application/json",
         &format!("{CMS}/shared"),
         &json!({"metadata": {"name": "shared", "resourceVersion": upd["metadata"]["resourceVersion"]}, "data": {"k": "3"}}),
     );
     assert_eq!(code, 200);
-    assert_eq!(get(&a, &format!("{CMS}/shared")).1["data"]["k"], "3");
+    assert_eq!(a.get(&format!("{CMS}/shared")).1["data"]["k"], "3");
 
     // Lists with paging agree on both.
     for i in 0..5 {
-        send(
-            &b,
+        b.send(
             "POST",
             "application/json",
             CMS,
             &json!({"metadata": {"name": format!("p{i}")}}),
         );
     }
-    let (_, page) = get(&a, &format!("{CMS}?limit=2"));
+    let (_, page) = a.get(&format!("{CMS}?limit=2"));
     let cont = page["metadata"]["continue"].as_str().unwrap().to_string();
-    let (_, rest) = get(&b, &format!("{CMS}?limit=100&continue={cont}"));
+    let (_, rest) = b.get(&format!("{CMS}?limit=100&continue={cont}"));
     let mut names: Vec<String> = page["items"]
         .as_array()
         .unwrap()
@@ -244,8 +221,7 @@ async fn two_api_servers_share_one_etcd() {
     for i in 0..16 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
         threads.push(std::thread::spawn(move || {
-            let (code, svc) = send(
-                &s,
+            let (code, svc) = s.send(
                 "POST",
                 "application/json",
                 "/api/v1/namespaces/default/services",

@@ -9,14 +9,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-fn send(s: &support::TestServer, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    s.send(method, "application/json", path, body)
-}
-
-fn get(s: &support::TestServer, path: &str) -> (u16, Value) {
-    s.get(path)
-}
-
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
 fn pod(name: &str, node: &str) -> Value {
@@ -26,9 +18,9 @@ fn pod(name: &str, node: &str) -> Value {
 }
 
 fn evict(s: &support::TestServer, name: &str, opts: Value) -> (u16, Value) {
-    send(
-        s,
+    s.send(
         "POST",
+        "application/json",
         &format!("{PODS}/{name}/eviction"),
         &json!({"apiVersion": "policy/v1", "kind": "Eviction",
             "metadata": {"name": name, "namespace": "default"}, "deleteOptions": opts}),
@@ -38,7 +30,7 @@ fn evict(s: &support::TestServer, name: &str, opts: Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_is_a_graceful_delete_with_its_delete_options() {
     let s = support::start().await;
-    let (_, list) = get(&s, "/api/v1");
+    let (_, list) = s.get("/api/v1");
     let ev = list["resources"]
         .as_array()
         .unwrap()
@@ -52,7 +44,7 @@ async fn eviction_is_a_graceful_delete_with_its_delete_options() {
     );
 
     for (n, node) in [("a", "n1"), ("b", "n1"), ("c", "n1"), ("d", "")] {
-        let (code, p) = send(&s, "POST", PODS, &pod(n, node));
+        let (code, p) = s.send("POST", "application/json", PODS, &pod(n, node));
         assert_eq!(code, 201, "{p}");
     }
     // Default grace: the pod's own terminationGracePeriodSeconds; the pod stays, terminating.
@@ -60,7 +52,7 @@ async fn eviction_is_a_graceful_delete_with_its_delete_options() {
     assert_eq!(code, 201, "{st}");
     assert_eq!(st["kind"], "Status");
     assert_eq!(st["status"], "Success");
-    let (code, a) = get(&s, &format!("{PODS}/a"));
+    let (code, a) = s.get(&format!("{PODS}/a"));
     assert_eq!(code, 200);
     assert!(a["metadata"]["deletionTimestamp"].is_string(), "{a}");
     assert_eq!(a["metadata"]["deletionGracePeriodSeconds"], 20);
@@ -68,22 +60,18 @@ async fn eviction_is_a_graceful_delete_with_its_delete_options() {
     // deleteOptions.gracePeriodSeconds is honoured.
     let (code, _) = evict(&s, "b", json!({"gracePeriodSeconds": 5}));
     assert_eq!(code, 201);
-    let (_, b) = get(&s, &format!("{PODS}/b"));
+    let (_, b) = s.get(&format!("{PODS}/b"));
     assert_eq!(b["metadata"]["deletionGracePeriodSeconds"], 5);
     let (code, _) = evict(&s, "c", json!({"gracePeriodSeconds": 0}));
     assert_eq!(code, 201);
-    assert_eq!(
-        get(&s, &format!("{PODS}/c")).0,
-        404,
-        "grace 0 removes it now"
-    );
+    assert_eq!(s.get(&format!("{PODS}/c")).0, 404, "grace 0 removes it now");
     // An unscheduled pod has nothing to stop: it goes at once.
     let (code, _) = evict(&s, "d", json!({}));
     assert_eq!(code, 201);
-    assert_eq!(get(&s, &format!("{PODS}/d")).0, 404);
+    assert_eq!(s.get(&format!("{PODS}/d")).0, 404);
 
     // Preconditions, dry run, bad input.
-    send(&s, "POST", PODS, &pod("e", "n1"));
+    s.send("POST", "application/json", PODS, &pod("e", "n1"));
     let (code, _) = evict(
         &s,
         "e",
@@ -92,7 +80,7 @@ async fn eviction_is_a_graceful_delete_with_its_delete_options() {
     assert_eq!(code, 409, "uid precondition");
     let (code, _) = evict(&s, "e", json!({"dryRun": ["All"], "gracePeriodSeconds": 0}));
     assert_eq!(code, 201);
-    assert_eq!(get(&s, &format!("{PODS}/e")).0, 200, "dry run keeps it");
+    assert_eq!(s.get(&format!("{PODS}/e")).0, 200, "dry run keeps it");
     let (code, st) = evict(&s, "e", json!({"gracePeriodSeconds": -3}));
     assert_eq!(code, 422, "{st}");
     assert!(
@@ -102,18 +90,18 @@ async fn eviction_is_a_graceful_delete_with_its_delete_options() {
             .contains("deleteOptions.gracePeriodSeconds"),
         "{st}"
     );
-    let (code, _) = send(
-        &s,
+    let (code, _) = s.send(
         "POST",
+        "application/json",
         &format!("{PODS}/e/eviction"),
         &json!({"metadata": {"name": "other"}}),
     );
     assert_eq!(code, 400, "name mismatch");
     let (code, st) = evict(&s, "missing", json!({}));
     assert_eq!(code, 404, "{st}");
-    let (code, _) = send(
-        &s,
+    let (code, _) = s.send(
         "POST",
+        "application/json",
         "/api/v1/namespaces/default/configmaps/x/eviction",
         &json!({}),
     );
@@ -125,10 +113,9 @@ async fn eviction_is_a_graceful_delete_with_its_delete_options() {
 fn fake_kubelet(s: &support::TestServer, node: &str, stop: &AtomicBool) -> usize {
     let mut finished = 0;
     while !stop.load(Ordering::Relaxed) {
-        let (_, list) = get(
-            s,
-            &format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"),
-        );
+        let (_, list) = s.get(&format!(
+            "/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"
+        ));
         for p in list["items"].as_array().cloned().unwrap_or_default() {
             if p["metadata"]["deletionTimestamp"].is_string() {
                 let path = format!(
@@ -136,7 +123,14 @@ fn fake_kubelet(s: &support::TestServer, node: &str, stop: &AtomicBool) -> usize
                     p["metadata"]["namespace"].as_str().unwrap(),
                     p["metadata"]["name"].as_str().unwrap()
                 );
-                if send(s, "DELETE", &path, &json!({"gracePeriodSeconds": 0})).0 == 200 {
+                if s.send(
+                    "DELETE",
+                    "application/json",
+                    &path,
+                    &json!({"gracePeriodSeconds": 0}),
+                )
+                .0 == 200
+                {
                     finished += 1;
                 }
             }
@@ -150,21 +144,19 @@ fn fake_kubelet(s: &support::TestServer, node: &str, stop: &AtomicBool) -> usize
 async fn kubectl_cordon_drain_uncordon() {
     let s = Arc::new(support::start().await);
     for n in ["n1", "n2"] {
-        let (code, b) = send(
-            &s,
-            "POST",
+        let (code, b) = s.send("POST", "application/json",
             "/api/v1/nodes",
             &json!({"metadata": {"name": n}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
         );
         assert_eq!(code, 201, "{b}");
     }
     for (n, node) in [("p1", "n1"), ("p2", "n1"), ("q1", "n2")] {
-        let (code, b) = send(&s, "POST", PODS, &pod(n, node));
+        let (code, b) = s.send("POST", "application/json", PODS, &pod(n, node));
         assert_eq!(code, 201, "{b}");
     }
     let out = s.ok(&["cordon", "n1"]);
     assert!(out.contains("node/n1 cordoned"), "{out}");
-    let (_, n1) = get(&s, "/api/v1/nodes/n1");
+    let (_, n1) = s.get("/api/v1/nodes/n1");
     assert_eq!(n1["spec"]["unschedulable"], true);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -193,16 +185,12 @@ async fn kubectl_cordon_drain_uncordon() {
     );
     assert!(text.contains("node/n1 drained"), "{text}");
     assert_eq!(finished, 2, "both pods were evicted gracefully: {text}");
-    assert_eq!(get(&s, &format!("{PODS}/p1")).0, 404);
-    assert_eq!(get(&s, &format!("{PODS}/p2")).0, 404);
-    assert_eq!(
-        get(&s, &format!("{PODS}/q1")).0,
-        200,
-        "other nodes untouched"
-    );
+    assert_eq!(s.get(&format!("{PODS}/p1")).0, 404);
+    assert_eq!(s.get(&format!("{PODS}/p2")).0, 404);
+    assert_eq!(s.get(&format!("{PODS}/q1")).0, 200, "other nodes untouched");
 
     let out = s.ok(&["uncordon", "n1"]);
     assert!(out.contains("node/n1 uncordoned"), "{out}");
-    let (_, n1) = get(&s, "/api/v1/nodes/n1");
+    let (_, n1) = s.get("/api/v1/nodes/n1");
     assert!(n1["spec"]["unschedulable"].is_null(), "{n1}");
 }

@@ -5,24 +5,6 @@ mod support;
 
 use serde_json::{json, Value};
 
-fn post(s: &support::TestServer, path: &str, body: &Value) -> (u16, Value) {
-    s.send("POST", "application/json", path, body)
-}
-
-fn send(
-    s: &support::TestServer,
-    method: &str,
-    ctype: &str,
-    path: &str,
-    body: &Value,
-) -> (u16, Value) {
-    s.send(method, ctype, path, body)
-}
-
-fn get(s: &support::TestServer, path: &str) -> (u16, Value) {
-    s.get(path)
-}
-
 const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
 
 fn deployment(name: &str) -> Value {
@@ -33,7 +15,7 @@ fn deployment(name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_generation_and_patches() {
     let s = support::start().await;
-    let (code, d) = post(&s, DEPLOYS, &deployment("d1"));
+    let (code, d) = s.send("POST", "application/json", DEPLOYS, &deployment("d1"));
     assert_eq!(code, 201, "{d}");
     assert_eq!(d["metadata"]["generation"], 1);
     assert_eq!(d["spec"]["replicas"], 1);
@@ -42,8 +24,7 @@ async fn status_generation_and_patches() {
     let mut st = d.clone();
     st["status"] = json!({"replicas": 1, "readyReplicas": 1});
     st["spec"]["replicas"] = json!(9);
-    let (code, out) = send(
-        &s,
+    let (code, out) = s.send(
         "PUT",
         "application/json",
         &format!("{DEPLOYS}/d1/status"),
@@ -53,8 +34,7 @@ async fn status_generation_and_patches() {
     assert_eq!(out["status"]["readyReplicas"], 1);
     assert_eq!(out["spec"]["replicas"], 1);
     assert_eq!(out["metadata"]["generation"], 1);
-    let (code, out) = send(
-        &s,
+    let (code, out) = s.send(
         "PATCH",
         "application/merge-patch+json",
         &format!("{DEPLOYS}/d1"),
@@ -68,8 +48,7 @@ async fn status_generation_and_patches() {
     );
 
     // JSON patch, strategic merge patch, scale subresource.
-    let (code, out) = send(
-        &s,
+    let (code, out) = s.send(
         "PATCH",
         "application/json-patch+json",
         &format!("{DEPLOYS}/d1"),
@@ -77,8 +56,7 @@ async fn status_generation_and_patches() {
     );
     assert_eq!((code, out["spec"]["replicas"].clone()), (200, json!(4)));
     let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "nginx"}]}}}});
-    let (code, out) = send(
-        &s,
+    let (code, out) = s.send(
         "PATCH",
         "application/strategic-merge-patch+json",
         &format!("{DEPLOYS}/d1"),
@@ -92,23 +70,21 @@ async fn status_generation_and_patches() {
             .len(),
         2
     );
-    let (code, sc) = get(&s, &format!("{DEPLOYS}/d1/scale"));
+    let (code, sc) = s.get(&format!("{DEPLOYS}/d1/scale"));
     assert_eq!(
         (code, sc["kind"].clone(), sc["spec"]["replicas"].clone()),
         (200, json!("Scale"), json!(4))
     );
     assert_eq!(sc["status"]["selector"], "app=d1");
     // A stale resourceVersion in a patch is a conflict; validation runs on patches.
-    let (code, _) = send(
-        &s,
+    let (code, _) = s.send(
         "PATCH",
         "application/merge-patch+json",
         &format!("{DEPLOYS}/d1"),
         &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 2}}),
     );
     assert_eq!(code, 409);
-    let (code, e) = send(
-        &s,
+    let (code, e) = s.send(
         "PATCH",
         "application/merge-patch+json",
         &format!("{DEPLOYS}/d1"),
@@ -117,17 +93,13 @@ async fn status_generation_and_patches() {
     assert_eq!(code, 422, "{e}");
     assert_eq!(e["details"]["causes"][0]["field"], "spec.replicas");
     // Server-side apply creates, then merges.
-    let (code, out) = send(
-        &s,
-        "PATCH",
+    let (code, out) = s.send("PATCH",
         "application/apply-patch+yaml",
         "/api/v1/namespaces/default/configmaps/ssa?fieldManager=t",
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}}),
     );
     assert_eq!(code, 201, "{out}");
-    let (code, out) = send(
-        &s,
-        "PATCH",
+    let (code, out) = s.send("PATCH",
         "application/apply-patch+yaml",
         "/api/v1/namespaces/default/configmaps/ssa?fieldManager=t",
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}}),
@@ -135,17 +107,14 @@ async fn status_generation_and_patches() {
     assert_eq!(code, 200, "{out}");
     // The manager no longer applies "a": it is removed; another manager's field stays.
     assert_eq!(out["data"], json!({"b": "2"}));
-    let (code, out) = send(
-        &s,
-        "PATCH",
+    let (code, out) = s.send("PATCH",
         "application/apply-patch+yaml",
         "/api/v1/namespaces/default/configmaps/ssa?fieldManager=u",
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"c": "3"}}),
     );
     assert_eq!(code, 200, "{out}");
     assert_eq!(out["data"], json!({"b": "2", "c": "3"}));
-    let (code, _) = send(
-        &s,
+    let (code, _) = s.send(
         "PATCH",
         "application/apply-patch+yaml",
         "/api/v1/namespaces/default/configmaps/ssa",
@@ -159,14 +128,14 @@ async fn status_generation_and_patches() {
 async fn finalizers_binding_and_graceful_pod_delete() {
     let s = support::start().await;
     let cms = "/api/v1/namespaces/default/configmaps";
-    let (code, _) = post(
-        &s,
+    let (code, _) = s.send(
+        "POST",
+        "application/json",
         cms,
         &json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}),
     );
     assert_eq!(code, 201);
-    let (code, d) = send(
-        &s,
+    let (code, d) = s.send(
         "DELETE",
         "application/json",
         &format!("{cms}/f"),
@@ -174,9 +143,8 @@ async fn finalizers_binding_and_graceful_pod_delete() {
     );
     assert_eq!(code, 200, "{d}");
     assert!(d["metadata"]["deletionTimestamp"].is_string());
-    assert_eq!(get(&s, &format!("{cms}/f")).0, 200, "held by its finalizer");
-    let (code, _) = send(
-        &s,
+    assert_eq!(s.get(&format!("{cms}/f")).0, 200, "held by its finalizer");
+    let (code, _) = s.send(
         "PATCH",
         "application/merge-patch+json",
         &format!("{cms}/f"),
@@ -184,15 +152,19 @@ async fn finalizers_binding_and_graceful_pod_delete() {
     );
     assert_eq!(code, 200);
     assert_eq!(
-        get(&s, &format!("{cms}/f")).0,
+        s.get(&format!("{cms}/f")).0,
         404,
         "gone with its last finalizer"
     );
 
     // Foreground deletion is recorded as a finalizer.
-    post(&s, cms, &json!({"metadata": {"name": "fg"}}));
-    let (_, d) = send(
-        &s,
+    s.send(
+        "POST",
+        "application/json",
+        cms,
+        &json!({"metadata": {"name": "fg"}}),
+    );
+    let (_, d) = s.send(
         "DELETE",
         "application/json",
         &format!("{cms}/fg"),
@@ -201,56 +173,51 @@ async fn finalizers_binding_and_graceful_pod_delete() {
     assert_eq!(d["metadata"]["finalizers"], json!(["foregroundDeletion"]));
 
     let pods = "/api/v1/namespaces/default/pods";
-    let (code, p) = post(
-        &s,
-        pods,
+    let (code, p) = s.send("POST", "application/json", pods,
         &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
     );
     assert_eq!(code, 201, "{p}");
     assert_eq!(p["status"]["phase"], "Pending");
-    let (code, b) = post(
-        &s,
-        &format!("{pods}/p/binding"),
+    let (code, b) = s.send("POST", "application/json", &format!("{pods}/p/binding"),
         &json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}}),
     );
     assert_eq!(code, 201, "{b}");
-    let (code, _) = post(
-        &s,
+    let (code, _) = s.send(
+        "POST",
+        "application/json",
         &format!("{pods}/p/binding"),
         &json!({"metadata": {"name": "p"}, "target": {"name": "n2"}}),
     );
     assert_eq!(code, 409, "bound once");
-    let (_, p) = get(&s, &format!("{pods}/p"));
+    let (_, p) = s.get(&format!("{pods}/p"));
     assert_eq!(p["spec"]["nodeName"], "n1");
     // A bound pod is deleted gracefully: marked, then removed with grace 0.
-    let (_, d) = send(
-        &s,
+    let (_, d) = s.send(
         "DELETE",
         "application/json",
         &format!("{pods}/p"),
         &json!({}),
     );
     assert_eq!(d["metadata"]["deletionGracePeriodSeconds"], 30);
-    assert_eq!(get(&s, &format!("{pods}/p")).0, 200);
-    send(
-        &s,
+    assert_eq!(s.get(&format!("{pods}/p")).0, 200);
+    s.send(
         "DELETE",
         "application/json",
         &format!("{pods}/p"),
         &json!({"gracePeriodSeconds": 0}),
     );
-    assert_eq!(get(&s, &format!("{pods}/p")).0, 404);
+    assert_eq!(s.get(&format!("{pods}/p")).0, 404);
 
     // deletecollection with a label selector.
     for (n, l) in [("a", "x"), ("b", "x"), ("c", "y")] {
-        post(
-            &s,
+        s.send(
+            "POST",
+            "application/json",
             cms,
             &json!({"metadata": {"name": n, "labels": {"k": l}}}),
         );
     }
-    let (code, _) = send(
-        &s,
+    let (code, _) = s.send(
         "DELETE",
         "application/json",
         &format!("{cms}?labelSelector=k%3Dx"),
@@ -265,21 +232,22 @@ async fn finalizers_binding_and_graceful_pod_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_deletion_removes_its_objects() {
     let s = support::start().await;
-    let (code, ns) = post(
-        &s,
+    let (code, ns) = s.send(
+        "POST",
+        "application/json",
         "/api/v1/namespaces",
         &json!({"metadata": {"name": "team"}}),
     );
     assert_eq!(code, 201, "{ns}");
     assert_eq!(ns["status"]["phase"], "Active");
-    let (code, _) = post(
-        &s,
+    let (code, _) = s.send(
+        "POST",
+        "application/json",
         "/api/v1/namespaces/team/configmaps",
         &json!({"metadata": {"name": "x"}}),
     );
     assert_eq!(code, 201);
-    let (code, d) = send(
-        &s,
+    let (code, d) = s.send(
         "DELETE",
         "application/json",
         "/api/v1/namespaces/team",
@@ -290,16 +258,17 @@ async fn namespace_deletion_removes_its_objects() {
     // The namespace goes once its contents are gone; poll its state, not a clock.
     let mut gone = false;
     for _ in 0..200 {
-        if get(&s, "/api/v1/namespaces/team").0 == 404 {
+        if s.get("/api/v1/namespaces/team").0 == 404 {
             gone = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(gone, "namespace never went away");
-    assert_eq!(get(&s, "/api/v1/namespaces/team/configmaps/x").0, 404);
-    let (code, e) = post(
-        &s,
+    assert_eq!(s.get("/api/v1/namespaces/team/configmaps/x").0, 404);
+    let (code, e) = s.send(
+        "POST",
+        "application/json",
         "/api/v1/namespaces/team/configmaps",
         &json!({"metadata": {"name": "y"}}),
     );
@@ -344,13 +313,13 @@ async fn a_namespace_left_terminating_is_purged_at_start() {
     let s = support::TestServer { handle, store, dir };
     let mut gone = false;
     for _ in 0..200 {
-        if get(&s, "/api/v1/namespaces/old").0 == 404 {
+        if s.get("/api/v1/namespaces/old").0 == 404 {
             gone = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(gone, "the terminating namespace was not finished");
-    assert_eq!(get(&s, "/api/v1/namespaces/old/configmaps/x").0, 404);
+    assert_eq!(s.get("/api/v1/namespaces/old/configmaps/x").0, 404);
     s.handle.shutdown().await;
 }
