@@ -669,11 +669,18 @@ async fn push_blob(
                 }
                 Err(e) => return Err(e),
             }
-            // Resume: ask the server how much it has.
+            // Resume: ask the server how much it has. Right after a broken connection the
+            // pool may still hand out one that is dead too: that counts as one more failure.
             let u = loc.clone();
-            let st = conn
-                .send("upload status", || Ok(conn.http.get(u.clone())))
-                .await?;
+            let st = loop {
+                match conn
+                    .send("upload status", || Ok(conn.http.get(u.clone())))
+                    .await
+                {
+                    Err(Error::Network { .. }) if failures < 5 => failures += 1,
+                    r => break r?,
+                }
+            };
             if st.status() != StatusCode::NO_CONTENT {
                 return Err(conn.fail(&format!("upload status of {ds}"))(
                     error_message(st).await,
