@@ -93,12 +93,12 @@ proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 machine_cpu() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 up_cpu0=$(proc_cpu "$up_pid"); all_cpu0=$(machine_cpu)
 t0=$(date +%s.%N)
+# PERF=file: a machine-wide `perf record -g` over the apply -> Ready window.
+[ -n "${PERF:-}" ] && { perf record -a -g -o "$PERF" -- sleep "${PERF_SECONDS:-3}" >/dev/null 2>&1 & }
 k apply -f "$tmp/deploy.yaml" >/dev/null
-while :; do
-  ready=$(k get deployment sleepers -o jsonpath='{.status.readyReplicas}' 2>/dev/null || true)
-  [ "${ready:-0}" = "$N" ] && break
-  sleep 0.2
-done
+# One watching client (as a user would wait), not a kubectl poll loop: each kubectl run
+# costs ~50 ms of CPU, which this 2-core machine would otherwise take from the pods.
+k rollout status deployment/sleepers --timeout=300s >/dev/null
 t1=$(date +%s.%N)
 up_cpu1=$(proc_cpu "$up_pid"); all_cpu1=$(machine_cpu)
 hz=$(getconf CLK_TCK)

@@ -404,6 +404,7 @@ impl Runtime {
             });
         }
         let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe().map_err(|e| error::sys("pipe", e))?;
+        let mut keep_w = None;
         let mut cmd = Command::new(&self.cfg.shim_exe);
         cmd.args(&self.cfg.shim_prefix_args)
             .arg("run")
@@ -411,41 +412,49 @@ impl Runtime {
             .arg(&self.cfg.root)
             .arg("--id")
             .arg(id)
-            .arg("--status-fd")
-            .arg("3")
             .current_dir("/");
         match attach {
             Attach::Detached => {
-                cmd.stdin(Stdio::null()).stdout(Stdio::null());
+                // No code between fork and exec, so std spawns with posix_spawn (vfork): the
+                // caller's page tables are not copied. That matters in the node agent, a big
+                // multi-threaded process starting many shims. The status pipe is the shim's
+                // stdout (it moves it away and calls setsid itself).
+                cmd.arg("--status-fd").arg("1");
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::from(std::fs::File::from(w)));
                 // Keep stderr for shim diagnostics in a file, never the caller's terminal.
                 let f = std::fs::File::create(self.store.dir(id).shim_log())
                     .map_err(|e| error::sys("shim log", e))?;
                 cmd.stderr(f);
             }
             Attach::Inherit { stdin } => {
-                cmd.arg("--attach");
+                cmd.arg("--status-fd").arg("3").arg("--attach");
                 if stdin {
                     cmd.arg("--interactive");
                 } else {
                     cmd.stdin(Stdio::null());
                 }
-            }
-        }
-        let wfd = w.as_raw_fd();
-        // SAFETY: only async-signal-safe calls (setsid, dup2) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                if libc::dup2(wfd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                let wfd = w.as_raw_fd();
+                // SAFETY: only async-signal-safe calls (setsid, dup2) between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        libc::setsid();
+                        if libc::dup2(wfd, 3) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
                 }
-                Ok(())
-            });
+                keep_w = Some(w); // open until the spawn
+            }
         }
         let child = cmd
             .spawn()
             .map_err(|e| error::sys(format!("spawn shim {}", self.cfg.shim_exe.display()), e))?;
-        drop(w);
+        // Our copies of the write end (in `cmd` or `keep_w`) go, so a shim that dies
+        // without a word reads as EOF.
+        drop(cmd);
+        drop(keep_w);
         let mut reader = BufReader::new(std::fs::File::from(r));
         let mut line = String::new();
         let _ = reader.read_line(&mut line);

@@ -68,8 +68,26 @@ pub fn umount_rootfs(dir: &ContainerDir) -> Result<()> {
     Ok(())
 }
 
-/// Is `path` a mount point in our mount namespace?
+/// Is `path` a mount point in our mount namespace? One `statx` (the kernel's MOUNT_ROOT
+/// attribute); only kernels older than 5.8 fall back to scanning mountinfo, whose cost grows
+/// with every mount on the machine.
 pub fn is_mountpoint(path: &Path) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
+    match statx(
+        CWD,
+        path,
+        AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::empty(),
+    ) {
+        Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+            st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+        }
+        Ok(_) | Err(rustix::io::Errno::NOSYS) => is_mountpoint_by_mountinfo(path),
+        Err(_) => false,
+    }
+}
+
+fn is_mountpoint_by_mountinfo(path: &Path) -> bool {
     let Ok(canon) = std::fs::canonicalize(path) else {
         return false;
     };
@@ -249,4 +267,25 @@ pub fn container_resolv_conf() -> String {
         out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_by_statx_agree_with_mountinfo() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        for (p, want) in [
+            (Path::new("/proc"), true),
+            (plain.as_path(), false),
+            (Path::new("/proc/self"), false),
+        ] {
+            assert_eq!(is_mountpoint(p), want, "{}", p.display());
+            assert_eq!(is_mountpoint_by_mountinfo(p), want, "{}", p.display());
+        }
+        assert!(!is_mountpoint(&tmp.path().join("missing")));
+    }
 }

@@ -115,11 +115,23 @@ struct StatusPipe(Option<File>);
 
 impl StatusPipe {
     fn new(fd: Option<RawFd>) -> Self {
-        StatusPipe(fd.filter(|fd| *fd > 2).map(|fd| {
-            // SAFETY: the caller handed us this fd to own; mark it close-on-exec at once.
-            let f = unsafe { File::from_raw_fd(fd) };
-            let _ = rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::CLOEXEC);
-            f
+        StatusPipe(fd.and_then(|fd| {
+            if fd > 2 {
+                // SAFETY: the caller handed us this fd to own; mark it close-on-exec at once.
+                let f = unsafe { File::from_raw_fd(fd) };
+                let _ = rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::CLOEXEC);
+                return Some(f);
+            }
+            // A detached start passes the pipe as stdout (so it can spawn without a fork):
+            // take a close-on-exec copy and put /dev/null in its place.
+            // SAFETY: `fd` is one of our standard fds, open for the life of the process.
+            let std_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let copy = rustix::io::fcntl_dupfd_cloexec(std_fd, 3).ok()?;
+            if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+                // SAFETY: dup2 onto one of our own standard fds.
+                unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            }
+            Some(File::from(copy))
         }))
     }
     fn send(&mut self, msg: &str) {
@@ -156,6 +168,9 @@ fn run_mode(a: &ShimArgs) -> i32 {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        // Off the caller's session and terminal (an attached start did it before exec;
+        // a second call fails harmlessly).
+        libc::setsid();
     }
     crate::timing("shim main");
     let mut status = StatusPipe::new(a.status_fd);
@@ -291,6 +306,32 @@ fn lc_err(e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Libcontainer(e.to_string())
 }
 
+/// Move the shim into its own mount namespace (once), a slave of the machine's: the
+/// container's overlay rootfs is mounted there, so the machine's mount table does not grow
+/// with every running container (each container start reads it: libcontainer parses
+/// /proc/self/mountinfo once per cgroup v1 controller, so that cost grew with the number of
+/// containers), and the mount goes away with the shim's namespace whatever way the shim
+/// ends. Unmounts on the machine (a pod's netns, a volume) still propagate in.
+fn private_mount_namespace() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| sys("unshare(CLONE_NEWNS)", e))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| sys("make / rslave in the shim's mount namespace", e))?;
+    DONE.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
 fn start_container(
     store: &Store,
     cfg: &ContainerConfig,
@@ -298,22 +339,6 @@ fn start_container(
     st: &mut ContainerState,
     interactive: bool,
 ) -> Result<Running> {
-    rootfs::mount_overlay(dir, &cfg.lower_dirs, cfg.options.volatile_rootfs())?;
-    crate::timing("overlay mounted");
-    let rootfs_dir = dir.rootfs();
-    let user = crate::user::resolve_user(&rootfs_dir, &cfg.user)?;
-    let mut env = cfg.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-        env.push(format!("HOSTNAME={}", cfg.hostname));
-    }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
-    ensure_dir_in_root(&rootfs_dir, &cfg.cwd)?;
-    let cmd = cfg.args.first().ok_or(RuntimeError::NoCommand)?;
-    rootfs::check_executable(&rootfs_dir, cmd, &env)
-        .map_err(|(code, message)| RuntimeError::StartFailed { code, message })?;
-
     let opts = &cfg.options;
     let mut netns_path = None;
     let mut ip = None;
@@ -333,6 +358,25 @@ fn start_container(
         std::fs::create_dir_all(&lock_dir).map_err(|e| crate::error::sys("mkdir net", e))?;
         netns_path = Some(gabang_net::loopback_netns(&cfg.id, &lock_dir)?);
     }
+    // The network namespace (above) is made in the machine's mount namespace, where
+    // `ip netns` and the node agent see it; the rootfs is mounted in the shim's own.
+    private_mount_namespace()?;
+    rootfs::mount_overlay(dir, &cfg.lower_dirs, opts.volatile_rootfs())?;
+    crate::timing("overlay mounted");
+    let rootfs_dir = dir.rootfs();
+    let user = crate::user::resolve_user(&rootfs_dir, &cfg.user)?;
+    let mut env = cfg.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={}", cfg.hostname));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    ensure_dir_in_root(&rootfs_dir, &cfg.cwd)?;
+    let cmd = cfg.args.first().ok_or(RuntimeError::NoCommand)?;
+    rootfs::check_executable(&rootfs_dir, cmd, &env)
+        .map_err(|(code, message)| RuntimeError::StartFailed { code, message })?;
+
     let host_network = opts.netns.is_none() && opts.network == NetworkMode::Host;
     let mut binds = rootfs::write_etc_files(dir, &cfg.hostname, ip, host_network)?;
     for v in &opts.volumes {
@@ -727,7 +771,12 @@ fn exec_inner(a: &ShimArgs) -> Result<i32> {
     }
     let ex = a.exec.clone().unwrap_or_default();
     let dir = store.dir(&a.id);
-    let rootfs_dir = dir.rootfs();
+    // The rootfs is mounted in the container's shim's mount namespace only: look at it
+    // through the container's init process.
+    let pid = st
+        .pid
+        .ok_or_else(|| RuntimeError::Shim(format!("container {} has no process", a.id)))?;
+    let rootfs_dir = PathBuf::from(format!("/proc/{pid}/root"));
     let user = crate::user::resolve_user(&rootfs_dir, ex.user.as_deref().unwrap_or(&cfg.user))?;
     let cmd = ex.args.first().ok_or(RuntimeError::NoCommand)?;
     let mut full_env = cfg.env.clone();

@@ -198,9 +198,15 @@ fn dead_shim_is_reported_and_rm_cleans_up() {
         .status
         == Status::Dead));
     let dir = env.rt.container_dir(&id);
-    assert!(std::fs::read_to_string("/proc/self/mountinfo")
+    // The rootfs was mounted in the shim's own mount namespace, never in the machine's:
+    // a dead shim leaves no mount behind here.
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .contains(&dir.join("bundle/rootfs").display().to_string()));
+    let init_root = std::fs::read_dir(format!("/proc/{init}/root/bin"))
+        .unwrap()
+        .count();
+    assert!(init_root > 0, "the container still sees its rootfs");
     // rm -f of a dead container kills what is left and removes mounts and cgroups.
     env.rt.remove(&id, true).unwrap();
     assert!(!dir.exists());
