@@ -528,6 +528,47 @@ fn each(rt: &Runtime, names: &[String], mut f: impl FnMut(&str, &str) -> Result<
     code
 }
 
+/// [`each`] for many containers at once, on a few threads (removing a container is mostly
+/// waiting: its shim's exit, the filesystem's deletes). Prints in the order given.
+fn each_parallel(
+    rt: &Runtime,
+    names: &[String],
+    f: impl Fn(&str, &str) -> Result<()> + Sync,
+) -> i32 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    if names.len() < 2 {
+        return each(rt, names, f);
+    }
+    let next = AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<()>>>> =
+        names.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..names.len().min(4) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(n) = names.get(i) else { break };
+                let r = rt
+                    .resolve(n)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|id| f(n, &id));
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    let mut code = 0;
+    for (n, r) in names.iter().zip(results) {
+        match r.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(())) => println!("{n}"),
+            Some(Err(e)) => {
+                eprintln!("gabang: {e:#}");
+                code = 1;
+            }
+            None => {}
+        }
+    }
+    code
+}
+
 fn cmd_stats(a: StatsArgs, rt: &Runtime) -> Result<i32> {
     let ids: Vec<String> = if a.containers.is_empty() {
         rt.list(false)?.into_iter().map(|c| c.id).collect()
@@ -616,6 +657,9 @@ pub fn run(cmd: ContainerCommand, root: &Path) -> Result<i32> {
         return Ok(gabang_runtime::shim_main(s.args));
     }
     if let ContainerCommand::Run(a) = cmd {
+        // The container's cgroup migration waits for a grace period unless one is already
+        // running: start it now, beside the image lookup and the shim's exec.
+        gabang_runtime::prime_cgroup_migration();
         return cmd_run(*a, root);
     }
     let rt = runtime(root)?;
@@ -733,11 +777,7 @@ pub fn run(cmd: ContainerCommand, root: &Path) -> Result<i32> {
                     }
                 }
             }
-            each(&rt, &a.containers, |n, id| {
-                rt.remove(id, a.force)?;
-                println!("{n}");
-                Ok(())
-            })
+            each_parallel(&rt, &a.containers, |_, id| Ok(rt.remove(id, a.force)?))
         }),
         ContainerCommand::Wait(a) => Ok(each(&rt, &a.containers, |_, id| {
             println!("{}", rt.wait(id)?);

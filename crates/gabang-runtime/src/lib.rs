@@ -9,6 +9,7 @@
 //! (OCI spec + security defaults), `process.rs` (docker's ENTRYPOINT/CMD/env rules),
 //! `store.rs` (on-disk layout). Networking is in the `gabang-net` crate.
 
+mod cgroup_warm;
 mod error;
 mod logs;
 mod model;
@@ -32,6 +33,7 @@ use chrono::Utc;
 use oci_spec::image::ImageConfiguration;
 use serde_json::json;
 
+pub use cgroup_warm::prime_async as prime_cgroup_migration;
 pub use error::{Result, RuntimeError};
 pub use logs::{LogOptions, LogWriter};
 pub use model::{
@@ -262,7 +264,22 @@ pub(crate) fn image_usage(root: &Path, image_id: &str, owner: &str, add: bool) {
     if image_id.is_empty() {
         return;
     }
-    let r = gabang_content::Store::open(root).and_then(|s| {
+    // One connection per process and root: `rm` of many containers, or a node agent,
+    // would otherwise open the database (and parse its schema) once per container.
+    static STORES: std::sync::Mutex<Vec<(PathBuf, std::sync::Arc<gabang_content::Store>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let store = {
+        let mut stores = STORES.lock().unwrap_or_else(|p| p.into_inner());
+        match stores.iter().find(|(r, _)| r == root) {
+            Some((_, s)) => Ok(s.clone()),
+            None => gabang_content::Store::open(root).map(|s| {
+                let s = std::sync::Arc::new(s);
+                stores.push((root.to_path_buf(), s.clone()));
+                s
+            }),
+        }
+    };
+    let r = store.and_then(|s| {
         if add {
             s.add_usage(image_id, owner)
         } else {
@@ -403,6 +420,9 @@ impl Runtime {
                 verb: "start",
             });
         }
+        // The container's cgroup migration will need a grace period: start it now, while
+        // the shim is exec'd and mounts the rootfs.
+        cgroup_warm::prime_async();
         let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe().map_err(|e| error::sys("pipe", e))?;
         let mut keep_w = None;
         let mut cmd = Command::new(&self.cfg.shim_exe);

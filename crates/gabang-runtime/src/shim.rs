@@ -243,6 +243,28 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 crate::tty::stop_following_winsize();
                 crate::timing("exited");
                 drop(raw);
+                if cfg.options.auto_remove {
+                    // --rm: never restarted, no state to keep. The container disappears
+                    // (dir renamed away, name released) before the caller hears of the exit;
+                    // its rootfs, mounted only in this shim's mount namespace, is unmounted
+                    // and deleted after (each unmount waits for an RCU grace period).
+                    release(&store, &cfg, &dir, false);
+                    let trash = hide_dir(&store, &cfg, &dir);
+                    status.send(&format!("exited {code}"));
+                    crate::timing("exited sent");
+                    if let Some(trash) = trash {
+                        let trash = ContainerDir { dir: trash };
+                        if let Err(e) = rootfs::umount_rootfs(&trash) {
+                            tracing::warn!("{e}");
+                        } else {
+                            let _ = std::fs::remove_dir_all(&trash.dir);
+                        }
+                    } else {
+                        remove_dir(&store, &cfg, &dir);
+                    }
+                    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
+                    return code;
+                }
                 st.oom_killed = oom_killed(&cfg);
                 cleanup(&store, &cfg, &dir);
                 crate::timing("cleanup done");
@@ -273,17 +295,7 @@ fn run_mode(a: &ShimArgs) -> i32 {
                 }
                 let _ = store.save_state(&cfg.id, &st);
                 crate::timing("cleaned up");
-                if cfg.options.auto_remove {
-                    // The container is gone before the caller hears of the exit; the image
-                    // usage record (a database write) is dropped after.
-                    remove_dir(&store, &cfg, &dir);
-                    crate::timing("dir removed");
-                    status.send(&format!("exited {code}"));
-                    crate::image_usage(&store.root, &cfg.image_id, &cfg.id, false);
-                } else {
-                    status.send(&format!("exited {code}"));
-                }
-                crate::timing("removed");
+                status.send(&format!("exited {code}"));
                 return code;
             }
         }
@@ -407,6 +419,8 @@ fn start_container(
     let lc_root = dir.lc_root();
     let _ = std::fs::remove_dir_all(lc_root.join(&cfg.id));
     std::fs::create_dir_all(&lc_root).map_err(|e| crate::error::sys("mkdir lc", e))?;
+    // Keeps the cgroup lock's fast path warm for the container's migration (cgroup_warm).
+    crate::cgroup_warm::prime();
     crate::timing("libcontainer build");
     let seccomp =
         crate::seccomp::SeccompExecutor::new(&store.root, crate::seccomp::confined(opts))?;
@@ -683,6 +697,11 @@ fn oom_killed(cfg: &ContainerConfig) -> bool {
 
 /// Undo everything `start_container` did; idempotent.
 pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) {
+    release(store, cfg, dir, true)
+}
+
+/// [`cleanup`], leaving the rootfs mounted unless `umount`.
+fn release(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir, umount: bool) {
     // No libcontainer `delete`: it would build a cgroup manager (a fresh procfs mount and a
     // mountinfo parse per v1 controller) and sleep 10 ms whenever a cgroup is still busy
     // right after the exit, only to do what these two lines do (we use no hooks and no
@@ -699,8 +718,10 @@ pub(crate) fn cleanup(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) 
         }
     }
     crate::timing("cleanup: umount");
-    if let Err(e) = rootfs::umount_rootfs(dir) {
-        tracing::warn!("{e}");
+    if umount {
+        if let Err(e) = rootfs::umount_rootfs(dir) {
+            tracing::warn!("{e}");
+        }
     }
     if cfg.options.owns_bridge_attachment() {
         if let Ok(net) = gabang_net::Network::open(&store.root.join("net")) {
@@ -724,17 +745,24 @@ pub(crate) fn remove_all(store: &Store, cfg: &ContainerConfig, dir: &ContainerDi
     }
 }
 
+/// Rename the container's dir out of sight and release its name; the renamed dir (to
+/// delete) or None when the rename failed.
+fn hide_dir(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) -> Option<PathBuf> {
+    let trash = dir
+        .dir
+        .with_file_name(format!(".rm-{}-{}", cfg.id, std::process::id()));
+    std::fs::rename(&dir.dir, &trash).ok()?;
+    store.release_name(&cfg.name, &cfg.id);
+    Some(trash)
+}
+
 /// Remove the container's dir and name (not its image usage). False if still mounted.
 fn remove_dir(store: &Store, cfg: &ContainerConfig, dir: &ContainerDir) -> bool {
     if rootfs::is_mountpoint(&dir.rootfs()) {
         return false; // never recurse into a mounted rootfs
     }
     // Rename first so the container disappears atomically, then delete at leisure.
-    let trash = dir
-        .dir
-        .with_file_name(format!(".rm-{}-{}", cfg.id, std::process::id()));
-    if std::fs::rename(&dir.dir, &trash).is_ok() {
-        store.release_name(&cfg.name, &cfg.id);
+    if let Some(trash) = hide_dir(store, cfg, dir) {
         let _ = std::fs::remove_dir_all(&trash);
     } else {
         let _ = std::fs::remove_dir_all(&dir.dir);

@@ -192,11 +192,22 @@ impl Store {
                 }
             }
         }
-        let matches: Vec<String> = self
-            .ids()?
-            .into_iter()
-            .filter(|id| id.starts_with(reference))
-            .collect();
+        if reference.len() == 64 && self.dir(reference).config().exists() {
+            return Ok(reference.to_owned());
+        }
+        // Names only, then a stat of the few that match (not one per container: `rm` of
+        // many short ids would be quadratic in stats).
+        let d = self.root.join("containers");
+        let mut matches = Vec::new();
+        for e in std::fs::read_dir(&d).at(&d)? {
+            let name = e.at(&d)?.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.')
+                && name.starts_with(reference)
+                && self.dir(&name).config().exists()
+            {
+                matches.push(name);
+            }
+        }
         match matches.len() {
             0 => Err(RuntimeError::NotFound(reference.to_owned())),
             1 => Ok(matches.into_iter().next().unwrap_or_default()),
