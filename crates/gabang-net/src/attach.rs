@@ -38,7 +38,14 @@ impl Network {
         let ip = self.allocate(id)?;
         let ns_path = netns_path(id);
         let hv = host_veth_name(id);
-        let (ns_fd, inner) = netns::create(&ns_path, &self.dir, nl::connect)?;
+        let (ns_fd, inner) = netns::create(&ns_path, &self.dir, || {
+            // No IPv6 on eth0 (as docker does for networks without IPv6): otherwise every
+            // new eth0's duplicate-address probes, router solicitations and MLD reports are
+            // flooded by the bridge to every other container, a cost that grows with the
+            // square of the containers on a node (a burst of 100 pods). `lo` keeps ::1.
+            netns::disable_ipv6_on_new_links();
+            nl::connect()
+        })?;
 
         let peer = LinkUnspec::new_with_name("eth0")
             .setns_by_fd(ns_fd.as_raw_fd())

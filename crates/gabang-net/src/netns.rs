@@ -116,6 +116,12 @@ pub(crate) fn create<T>(
     made
 }
 
+/// In the calling thread's netns: links made from now on come up without IPv6. Best effort
+/// (a kernel without IPv6 has nothing to disable).
+pub(crate) fn disable_ipv6_on_new_links() {
+    let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", b"1");
+}
+
 /// Unmount and unlink a named netns; idempotent (a missing or unmounted path is fine).
 pub(crate) fn remove(path: &Path) -> Result<()> {
     match rustix::mount::unmount(path, UnmountFlags::DETACH) {

@@ -218,3 +218,77 @@ fn network_none_has_only_loopback() {
         assert!(!std::path::Path::new(&ns).exists(), "{ns} left");
     }
 }
+
+/// Many netns on the machine (a node with many pods): the shim detaches `/run/netns` from its
+/// own mount namespace and joins its container's netns by fd; the container's network works,
+/// eth0 has no IPv6, and the machine's netns mounts are untouched, its own removed at rm.
+#[test]
+fn crowded_run_netns_is_shed_in_the_shim_only() {
+    let _ns = TestNetns::enter();
+    let others: Vec<TestNetns> = (0..20)
+        .map(|i| {
+            let name = format!("gbcrowd-{}-{i}", std::process::id());
+            assert!(Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .unwrap()
+                .success());
+            TestNetns(name)
+        })
+        .collect();
+    let env = Env::new();
+    let mut o = opts(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -4 addr show eth0 | grep -c inet; exec sleep 1000",
+    ]);
+    o.network = NetworkMode::Bridge;
+    let (id, _) = env.rt.run(env.req(o), Attach::Detached).unwrap();
+    assert!(eventually(|| env.read_log(&id).lines().count() >= 2));
+    assert_eq!(
+        env.read_log(&id),
+        "1\n1\n",
+        "IPv6 off on eth0, one IPv4 address"
+    );
+    let st = env.rt.store().live_state(&id).unwrap();
+    let shim = st.shim_pid.unwrap();
+    let shim_mounts = std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap();
+    assert!(
+        !shim_mounts.contains("/run/netns"),
+        "the shim's mount table sheds /run/netns"
+    );
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for n in &others {
+        assert!(host_mounts.contains(&format!("/run/netns/{}", n.0)));
+    }
+    let own = format!("/run/netns/{}", gabang_net::netns_name(&id));
+    assert!(
+        host_mounts.contains(&own),
+        "the container's netns stays visible"
+    );
+    // exec joins the running container (its namespaces come from its init process).
+    let out = env
+        .rt
+        .exec_command(
+            &id,
+            &gabang_runtime::ExecSpec {
+                args: vec!["cat".into(), "/etc/hostname".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), &id[..12]);
+    env.rt.remove(&id, true).unwrap();
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !host_mounts.contains(&own),
+        "rm removes the container's netns mount"
+    );
+    assert!(!std::path::Path::new(&own).exists());
+    for n in &others {
+        assert!(host_mounts.contains(&format!("/run/netns/{}", n.0)));
+    }
+}
