@@ -11,7 +11,7 @@ use serde_json::Value;
 /// One object of a manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Doc {
-    /// The file name as given (`-` for stdin).
+    /// The file name as given (`STDIN` for `-`).
     pub source: String,
     /// 1-based document number in its file.
     pub index: usize,
@@ -61,7 +61,7 @@ pub fn read_all(args: &[String], recursive: bool) -> Result<Vec<Doc>> {
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("reading the manifest from stdin")?;
-            docs.extend(parse("-", &text)?);
+            docs.extend(parse("STDIN", &text)?);
             continue;
         }
         let p = Path::new(a);

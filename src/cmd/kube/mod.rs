@@ -1012,12 +1012,23 @@ fn scale(a: ScaleArgs, root: &Path) -> Result<i32> {
         let ns = t.res.namespaced.then(|| s.namespace.clone());
         for n in &t.names {
             let path = format!("{}/scale", t.res.path(ns.as_deref(), Some(n)));
-            match s.client.json(
-                Method::PATCH,
-                &path,
-                "application/json",
-                Some(("application/merge-patch+json", &body)),
-            ) {
+            // The patch carries no resourceVersion: sent again when a concurrent write
+            // (a controller's status update) won the race.
+            let mut tries = 0;
+            let res = loop {
+                let r = s.client.json(
+                    Method::PATCH,
+                    &path,
+                    "application/json",
+                    Some(("application/merge-patch+json", &body)),
+                );
+                let conflict = matches!(&r, Err(e) if e.downcast_ref::<StatusError>().is_some_and(|st| st.code == 409));
+                tries += 1;
+                if !conflict || tries >= 5 {
+                    break r;
+                }
+            };
+            match res {
                 Ok(_) => println!("{}/{n} scaled", t.res.qualified()),
                 Err(e) => {
                     failed = true;
