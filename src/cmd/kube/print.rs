@@ -140,8 +140,173 @@ pub fn to_json(v: &Value) -> Result<String> {
     Ok(String::from_utf8(buf)?)
 }
 
+/// YAML as kubectl prints it (go-yaml's block style): keys in order, sequences at their
+/// key's indentation, strings plain unless they would read as something else (then in
+/// double quotes), multi-line strings as literal blocks.
 pub fn to_yaml(v: &Value) -> Result<String> {
-    Ok(serde_yaml::to_string(v)?)
+    let mut out = String::new();
+    match v {
+        Value::Object(m) if !m.is_empty() => yaml_map(&mut out, m, 0),
+        Value::Array(a) if !a.is_empty() => yaml_seq(&mut out, a, 0),
+        other => {
+            out.push_str(&yaml_inline(other));
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+fn pad(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn yaml_map(out: &mut String, m: &serde_json::Map<String, Value>, indent: usize) {
+    for (k, v) in m {
+        pad(out, indent);
+        out.push_str(&yaml_string(k));
+        out.push(':');
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                out.push('\n');
+                yaml_map(out, m, indent + 2);
+            }
+            Value::Array(a) if !a.is_empty() => {
+                out.push('\n');
+                yaml_seq(out, a, indent);
+            }
+            other => yaml_scalar_after(out, other, indent + 2),
+        }
+    }
+}
+
+fn yaml_seq(out: &mut String, a: &[Value], indent: usize) {
+    for item in a {
+        pad(out, indent);
+        out.push('-');
+        let mut sub = String::new();
+        match item {
+            Value::Object(m) if !m.is_empty() => yaml_map(&mut sub, m, indent + 2),
+            Value::Array(a) if !a.is_empty() => yaml_seq(&mut sub, a, indent + 2),
+            other => {
+                yaml_scalar_after(out, other, indent + 2);
+                continue;
+            }
+        }
+        // The first line goes after the dash.
+        out.push(' ');
+        out.push_str(&sub[indent + 2..]);
+    }
+}
+
+/// ` value\n` after a key or a dash; a multi-line string as a literal block indented by
+/// `indent`.
+fn yaml_scalar_after(out: &mut String, v: &Value, indent: usize) {
+    out.push(' ');
+    if let Value::String(s) = v {
+        if literal_ok(s) {
+            let body = s.strip_suffix('\n').unwrap_or(s);
+            out.push_str(if s.ends_with('\n') { "|\n" } else { "|-\n" });
+            for line in body.split('\n') {
+                if !line.is_empty() {
+                    pad(out, indent);
+                    out.push_str(line);
+                }
+                out.push('\n');
+            }
+            return;
+        }
+    }
+    out.push_str(&yaml_inline(v));
+    out.push('\n');
+}
+
+/// Whether a string can be a literal block: several lines, printable, no trailing spaces,
+/// not starting with a space, at most one final newline.
+fn literal_ok(s: &str) -> bool {
+    s.contains('\n')
+        && !s.starts_with(' ')
+        && !s.ends_with("\n\n")
+        && !s.chars().any(|c| c.is_control() && c != '\n')
+        && s.split('\n').all(|l| !l.ends_with(' '))
+}
+
+fn yaml_inline(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => yaml_string(s),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
+/// A string as go-yaml writes it: plain when it reads back as the same string; in
+/// double quotes when plain it would read as another type (`"1"`, `"true"`, a timestamp)
+/// or holds control characters; else in single quotes (`'a: b'`).
+fn yaml_string(s: &str) -> String {
+    if s.is_empty() || resolves_to_non_string(s) || s.chars().any(char::is_control) {
+        serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+    } else if plain_ok(s) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+/// YAML 1.1 as go-yaml resolves it: booleans, null, numbers, timestamps.
+fn resolves_to_non_string(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+        "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~",
+        ".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf", "+.Inf", "+.INF", ".nan",
+        ".NaN", ".NAN", "<<",
+    ];
+    if WORDS.contains(&s) {
+        return true;
+    }
+    let plain: String = s.chars().filter(|c| *c != '_').collect();
+    let unsigned = plain.trim_start_matches(['-', '+']);
+    let radix = |p: &str, r: u32| {
+        unsigned
+            .strip_prefix(p)
+            .is_some_and(|d| !d.is_empty() && u64::from_str_radix(d, r).is_ok())
+    };
+    let numeric = (plain.chars().any(|c| c.is_ascii_digit())
+        && plain
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
+        && plain.parse::<f64>().is_ok())
+        || radix("0x", 16)
+        || radix("0b", 2);
+    let b = s.as_bytes();
+    let timestamp = b.len() >= 8
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && chrono::NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").is_ok();
+    numeric || timestamp
+}
+
+/// Whether go-yaml's emitter may write the string plain in block context.
+fn plain_ok(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let second = chars.next();
+    if "#,[]{}&*!|>'\"%@`".contains(first) {
+        return false;
+    }
+    if matches!(first, '-' | '?' | ':') && matches!(second, None | Some(' ')) {
+        return false;
+    }
+    !(s.starts_with("---")
+        || s.starts_with("...")
+        || s.starts_with(' ')
+        || s.ends_with(' ')
+        || s.ends_with(':')
+        || s.contains(": ")
+        || s.contains(" #"))
 }
 
 /// The `List` kubectl prints for several objects.
@@ -353,6 +518,43 @@ mod tests {
                 vec!["ns1", "pod/a", "Pending", "<none>", "a=1,b=2"]
             ]
         );
+    }
+
+    #[test]
+    fn yaml_reads_like_kubectl() {
+        let v = json!({
+            "apiVersion": "v1",
+            "data": {"a": "1", "b": "", "c": "multi\nline\n", "d": "yes", "e": "x: y", "f": "2026-01-01T00:00:00Z", "g": "-f", "h": "it's: a"},
+            "items": [{"name": "c", "ports": [{"containerPort": 80}]}, "plain", []],
+            "metadata": {"annotations": {}, "labels": {"app": "web"}},
+        });
+        let want = "apiVersion: v1
+data:
+  a: \"1\"
+  b: \"\"
+  c: |
+    multi
+    line
+  d: \"yes\"
+  e: 'x: y'
+  f: \"2026-01-01T00:00:00Z\"
+  g: -f
+  h: 'it''s: a'
+items:
+- name: c
+  ports:
+  - containerPort: 80
+- plain
+- []
+metadata:
+  annotations: {}
+  labels:
+    app: web
+";
+        let got = to_yaml(&v).unwrap();
+        assert_eq!(got, want);
+        let back: serde_yaml::Value = serde_yaml::from_str(&got).unwrap();
+        assert_eq!(serde_json::to_value(back).unwrap(), v);
     }
 
     #[test]
