@@ -46,6 +46,11 @@ enum Command {
     /// Run or maintain an OCI registry
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    #[command(flatten)]
+    Kube(cmd::kube::KubeCommand),
+    /// Kubernetes client commands (apply, get, describe, delete, scale, logs), like `k3s kubectl`
+    #[command(subcommand, visible_alias = "k")]
+    Kubectl(cmd::kube::KubectlCommand),
 }
 
 fn main() {
@@ -81,6 +86,8 @@ fn main() {
         Command::Build(a) => cmd::build::run(a, &cli.root),
         Command::RegistryTop(c) => cmd::registry::run_top(c, &cli.root),
         Command::Registry(c) => cmd::registry::run(c, &cli.root),
+        Command::Kube(c) => cmd::kube::run(c, &cli.root),
+        Command::Kubectl(c) => cmd::kube::run_kubectl(c, &cli.root),
     };
     match res {
         Ok(code) => std::process::exit(code),

@@ -4,5 +4,6 @@ pub mod build;
 pub mod cluster;
 pub mod container;
 pub mod image;
+pub mod kube;
 pub mod layer;
 pub mod registry;
