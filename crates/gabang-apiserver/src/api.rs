@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::discovery;
 use crate::managed;
-use crate::resources::{self, ResourceDef, RESOURCES};
+use crate::resources::{self, ResourceDef};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::stats::Verb;
 use crate::status::ApiError;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub token: String,
     pub addr: String,
     pub counters: Arc<crate::stats::Counters>,
+    /// Namespaces this process is finishing (`namespaces.rs`).
+    pub purging: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -50,7 +52,7 @@ fn ok(v: Value) -> ApiResult<Response> {
     Ok(json_response(StatusCode::OK, &v))
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -297,6 +299,9 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         (Method::PATCH, Some(n), Some("status")) if def.status => {
             api.patch(ns, n, &r, Sub::Status).await
         }
+        (Method::PUT, Some(n), Some("finalize")) if def.kind == "Namespace" => {
+            api.update(ns, n, &r, Sub::Finalize).await
+        }
         (Method::GET, Some(n), Some("scale")) if def.scale => {
             let (obj, _) = api.read(ns, n).await?;
             ok(to_scale(def, &obj))
@@ -336,17 +341,19 @@ fn not_found_path(path: &str) -> ApiError {
 enum Sub {
     Main,
     Status,
+    /// `namespaces/N/finalize`: only `spec.finalizers` changes.
+    Finalize,
 }
 
 /// Decodes a stored value, stamping `metadata.resourceVersion` from the store.
-fn decode(kv: &KeyValue) -> ApiResult<Value> {
+pub(crate) fn decode(kv: &KeyValue) -> ApiResult<Value> {
     let mut v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     v["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
     Ok(v)
 }
 
-fn encode(obj: &Value) -> Vec<u8> {
+pub(crate) fn encode(obj: &Value) -> Vec<u8> {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -423,17 +430,17 @@ fn random_suffix() -> String {
 
 /// How to delete: propagation policy, grace period, preconditions, dry run.
 #[derive(Default, Clone, Copy)]
-struct DeleteOpts<'a> {
-    policy: Option<&'a str>,
-    grace: Option<i64>,
-    precondition_rv: Option<&'a str>,
-    precondition_uid: Option<&'a str>,
-    dry_run: bool,
+pub(crate) struct DeleteOpts<'a> {
+    pub policy: Option<&'a str>,
+    pub grace: Option<i64>,
+    pub precondition_rv: Option<&'a str>,
+    pub precondition_uid: Option<&'a str>,
+    pub dry_run: bool,
 }
 
-struct Api<'a> {
-    st: &'a AppState,
-    def: &'static ResourceDef,
+pub(crate) struct Api<'a> {
+    pub st: &'a Arc<AppState>,
+    pub def: &'static ResourceDef,
 }
 
 impl Api<'_> {
@@ -445,7 +452,11 @@ impl Api<'_> {
         managed::Op {
             manager,
             api_version: self.def.api_version(),
-            subresource: if sub == Sub::Status { "status" } else { "" },
+            subresource: match sub {
+                Sub::Main => "",
+                Sub::Status => "status",
+                Sub::Finalize => "finalize",
+            },
             time,
         }
     }
@@ -593,7 +604,7 @@ impl Api<'_> {
         validate::default_object(def, &mut obj);
         let obj = self.check(obj, strict)?;
         if let Some(ns) = ns {
-            self.check_namespace(ns).await?;
+            self.check_namespace(ns, &name_of(&obj)).await?;
         }
         Ok(obj)
     }
@@ -634,17 +645,29 @@ impl Api<'_> {
         Ok(out)
     }
 
-    async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+    async fn check_namespace(&self, ns: &str, name: &str) -> ApiResult<()> {
         let key = format!("/registry/namespaces/{ns}");
         let got = self.st.store.get(&key, None).await?;
         let Some(kv) = got.kv else {
             return Err(ApiError::not_found("", "namespaces", ns));
         };
         let v = decode(&kv)?;
-        if v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
-            return Err(ApiError::new(403, "Forbidden", format!(
-                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated", self.def.plural
-            )));
+        if v.pointer("/metadata/deletionTimestamp").is_some()
+            || v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        {
+            let res = if self.def.group.is_empty() {
+                self.def.plural.to_string()
+            } else {
+                format!("{}.{}", self.def.plural, self.def.group)
+            };
+            let mut e = ApiError::new(403, "Forbidden", format!(
+                "{res} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+            ));
+            e.details = Some(
+                json!({"name": name, "group": self.def.group, "kind": self.def.plural,
+                "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+            );
+            return Err(e);
         }
         Ok(())
     }
@@ -756,6 +779,9 @@ impl Api<'_> {
             Err(e) => return Err(e.into()),
         };
         obj["metadata"]["resourceVersion"] = json!(rev.to_string());
+        if self.def.kind == "Namespace" {
+            ensure_default_service_account(&self.st.store, &name).await?;
+        }
         Ok(json_response(StatusCode::CREATED, &obj))
     }
 
@@ -796,6 +822,14 @@ impl Api<'_> {
                 if r.is_apply() {
                     o["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
                 }
+                o
+            }
+            Sub::Finalize => {
+                let mut o = current.clone();
+                o["spec"]["finalizers"] = new
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(json!([]));
                 o
             }
             Sub::Main => {
@@ -849,7 +883,17 @@ impl Api<'_> {
                 }
                 validate::default_object(def, &mut new);
                 if def.kind == "Namespace" {
+                    // As in Kubernetes: status and spec.finalizers change only
+                    // through their subresources (status, finalize).
                     new["status"] = current["status"].clone();
+                    match current.pointer("/spec/finalizers") {
+                        Some(f) => new["spec"]["finalizers"] = f.clone(),
+                        None => {
+                            if let Some(m) = new["spec"].as_object_mut() {
+                                m.remove("finalizers");
+                            }
+                        }
+                    }
                 }
                 if def.has_generation() && new.get("spec") != current.get("spec") {
                     let g = current
@@ -983,6 +1027,9 @@ impl Api<'_> {
                         .create(&self.key(ns, name), encode(&obj), None)
                         .await?;
                     obj["metadata"]["resourceVersion"] = json!(rev.to_string());
+                    if self.def.kind == "Namespace" {
+                        ensure_default_service_account(&self.st.store, name).await?;
+                    }
                     return Ok(json_response(StatusCode::CREATED, &obj));
                 }
                 Err(e) => return Err(e),
@@ -1197,7 +1244,7 @@ impl Api<'_> {
     }
 
     /// Deletes (or marks for deletion) one object; returns its last state.
-    async fn delete_one(
+    pub(crate) async fn delete_one(
         &self,
         ns: Option<&str>,
         name: &str,
@@ -1274,6 +1321,10 @@ impl Api<'_> {
                 }
             }
             if already && extra.is_none() {
+                if def.kind == "Namespace" {
+                    // Picked up again if no pass of this process runs (after a restart).
+                    crate::namespaces::spawn_finish(self.st, name);
+                }
                 return Ok(obj);
             }
             let meta = &mut obj["metadata"];
@@ -1301,7 +1352,7 @@ impl Api<'_> {
                 Ok(rev) => {
                     obj["metadata"]["resourceVersion"] = json!(rev.to_string());
                     if def.kind == "Namespace" {
-                        tokio::spawn(purge_namespace(self.st.store.clone(), name.to_string()));
+                        crate::namespaces::spawn_finish(self.st, name);
                     }
                     return Ok(obj);
                 }
@@ -1518,23 +1569,6 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// The namespace lifecycle, done in-process: delete everything in the namespace,
-/// then the namespace itself.
-async fn purge_namespace(store: Arc<dyn Backend>, ns: String) {
-    for def in RESOURCES.iter().filter(|d| d.namespaced) {
-        let prefix = resources::prefix(def, Some(&ns));
-        let Ok(page) = store.list(&prefix, ListOptions::default()).await else {
-            continue;
-        };
-        for kv in page.items {
-            let _ = store.delete(&kv.key, None).await;
-        }
-    }
-    let _ = store
-        .delete(&format!("/registry/namespaces/{ns}"), None)
-        .await;
-}
-
 /// Creates the namespaces every cluster has, if missing.
 pub async fn bootstrap(store: &Arc<dyn Backend>) -> Result<(), StoreError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -1550,18 +1584,47 @@ pub async fn bootstrap(store: &Arc<dyn Backend>) -> Result<(), StoreError> {
             Err(e) => return Err(e),
         }
     }
-    // Namespaces left terminating by a server that stopped mid-purge (this one
-    // before a restart, or another sharing the store) are finished here.
-    let page = store
+    Ok(())
+}
+
+/// Work left over from before this start: namespaces left terminating by a server
+/// that stopped mid-purge (this one before a restart, or another sharing the store)
+/// are finished.
+pub async fn resume(st: &Arc<AppState>) -> Result<(), StoreError> {
+    let page = st
+        .store
         .list("/registry/namespaces/", ListOptions::default())
         .await?;
     for kv in page.items {
         let Ok(ns) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;
         };
-        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
-            tokio::spawn(purge_namespace(store.clone(), name_of(&ns)));
+        if ns.pointer("/metadata/deletionTimestamp").is_some()
+            || ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        {
+            crate::namespaces::spawn_finish(st, &name_of(&ns));
+        } else {
+            ensure_default_service_account(&st.store, &name_of(&ns)).await?;
         }
     }
     Ok(())
+}
+
+/// The `default` ServiceAccount every namespace has (Kubernetes' serviceaccount
+/// controller makes it; here the API server does, on namespace creation and at start).
+pub async fn ensure_default_service_account(
+    store: &Arc<dyn Backend>,
+    ns: &str,
+) -> Result<(), StoreError> {
+    let key = format!("/registry/serviceaccounts/{ns}/default");
+    if store.get(&key, None).await?.kv.is_some() {
+        return Ok(());
+    }
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": ns, "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now_rfc3339()}});
+    match store.create(&key, encode(&sa), None).await {
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -17,6 +17,7 @@
 mod api;
 mod discovery;
 mod managed;
+mod namespaces;
 mod pki;
 mod proxy;
 mod resources;
@@ -152,7 +153,9 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         token: creds.token.clone(),
         addr: local_addr.to_string(),
         counters: counters.clone(),
+        purging: Default::default(),
     });
+    api::resume(&state).await?;
     let app = axum::Router::new().fallback(api::handle).with_state(state);
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
