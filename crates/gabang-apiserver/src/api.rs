@@ -343,6 +343,8 @@ enum Sub {
     Status,
     /// `namespaces/N/finalize`: only `spec.finalizers` changes.
     Finalize,
+    /// `pods/P/binding`: the main resource, `spec.nodeName` set once.
+    Binding,
 }
 
 /// Decodes a stored value, stamping `metadata.resourceVersion` from the store.
@@ -456,6 +458,7 @@ impl Api<'_> {
                 Sub::Main => "",
                 Sub::Status => "status",
                 Sub::Finalize => "finalize",
+                Sub::Binding => "binding",
             },
             time,
         }
@@ -832,7 +835,7 @@ impl Api<'_> {
                     .unwrap_or(json!([]));
                 o
             }
-            Sub::Main => {
+            Sub::Main | Sub::Binding => {
                 for f in ["apiVersion", "kind"] {
                     if new.get(f).and_then(Value::as_str).unwrap_or("").is_empty() {
                         new[f] = current[f].clone();
@@ -907,6 +910,12 @@ impl Api<'_> {
         };
         out["metadata"]["resourceVersion"] = json!(mod_rev.to_string());
         let mut out = self.check(out, r.strict())?;
+        if sub == Sub::Main {
+            let errs = validate::validate_update(def, current, &out);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(def.kind, def.group, name, &errs));
+            }
+        }
         if !r.is_apply() {
             let given = out.pointer("/metadata/managedFields");
             if given.is_some() && given != current.pointer("/metadata/managedFields") {
@@ -1145,7 +1154,7 @@ impl Api<'_> {
         }
         let mut new = current.clone();
         new["spec"]["nodeName"] = json!(node);
-        self.commit(ns, name, (&current, mod_rev), new, Sub::Main, r)
+        self.commit(ns, name, (&current, mod_rev), new, Sub::Binding, r)
             .await?;
         Ok(json_response(
             StatusCode::CREATED,

@@ -11,7 +11,15 @@ use serde_json::Value;
 pub type Normalize = fn(&Value) -> Result<Value, String>;
 
 fn typed<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
-    let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    // The error names the field path (`data.a: invalid type: integer `1`, …`).
+    let t: T = serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })?;
     let mut out = serde_json::to_value(&t).map_err(|e| e.to_string())?;
     drop_empty_maps(&mut out);
     Ok(out)
