@@ -161,6 +161,12 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .get(http::header::ACCEPT)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
+    let accept_all = accept.to_string();
+    let gzip_ok = req
+        .headers()
+        .get(http::header::ACCEPT_ENCODING)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|e| e.contains("gzip"));
     let table = accept
         .split(',')
         .next()
@@ -222,11 +228,49 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         ["apis"] => return ok(discovery::api_group_list()),
         ["openapi", "v3"] => return ok(discovery::openapi_v3_root()),
         ["openapi", "v3", rest @ ..] => {
-            return discovery::openapi_v3_doc(&rest.join("/"))
-                .map(|d| json_response(StatusCode::OK, &d))
-                .ok_or_else(|| {
-                    ApiError::new(404, "NotFound", format!("no OpenAPI document for {path}"))
-                })
+            let gz = crate::openapi::v3_gzip(&rest.join("/")).ok_or_else(|| {
+                ApiError::new(404, "NotFound", format!("no OpenAPI document for {path}"))
+            })?;
+            let mut resp = if gzip_ok {
+                let mut r = Body::from(gz).into_response();
+                r.headers_mut().insert(
+                    http::header::CONTENT_ENCODING,
+                    http::HeaderValue::from_static("gzip"),
+                );
+                r
+            } else {
+                Body::from(crate::openapi::gunzip(&gz)).into_response()
+            };
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                http::header::VARY,
+                http::HeaderValue::from_static("Accept-Encoding"),
+            );
+            if r.q("hash").is_some() {
+                h.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("public, immutable"),
+                );
+            }
+            return Ok(resp);
+        }
+        ["openapi", "v2"] => {
+            if accept_all.contains("protobuf") {
+                return Ok((
+                    StatusCode::OK,
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    )],
+                    crate::openapi::v2_protobuf(),
+                )
+                    .into_response());
+            }
+            return ok(crate::openapi::v2_json());
         }
         ["api", v] => {
             return discovery::resource_list("", v).map_or_else(|| Err(not_found_path(&path)), ok)

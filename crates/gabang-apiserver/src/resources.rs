@@ -3,8 +3,16 @@
 
 use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coord, core::v1 as core};
 use k8s_openapi::api::{discovery::v1 as disc, networking::v1 as net};
+use k8s_openapi::schemars::{gen::SchemaGenerator, schema::Schema, JsonSchema};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
+
+/// Registers the JSON schema of a type (and of every type it uses) with a generator.
+pub type SchemaOf = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
 
 /// Decodes a JSON object into its `k8s-openapi` type and back: type errors fail,
 /// unknown fields are dropped.
@@ -68,6 +76,8 @@ pub struct ResourceDef {
     pub status: bool,
     pub scale: bool,
     pub normalize: Normalize,
+    /// The OpenAPI schema of the kind (from `k8s-openapi`'s `schemars` impls).
+    pub schema: SchemaOf,
 }
 
 impl ResourceDef {
@@ -98,6 +108,7 @@ macro_rules! row {
             status: $status,
             scale: $scale,
             normalize: typed::<$t>,
+            schema: schema_of::<$t>,
         }
     };
 }
