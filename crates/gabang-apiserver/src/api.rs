@@ -91,8 +91,23 @@ impl Req {
                 ),
             ));
         }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+        match self.content_type.as_str() {
+            "application/yaml" | "application/apply-patch+yaml" => parse_yaml(&self.body),
+            "" | "application/json"
+            | "application/merge-patch+json"
+            | "application/json-patch+json"
+            | "application/strategic-merge-patch+json" => serde_json::from_slice(&self.body)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+                }),
+            other => Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+                ),
+            )),
+        }
     }
     fn dry_run(&self) -> bool {
         self.q("dryRun") == Some("All")
@@ -106,6 +121,71 @@ impl Req {
     fn manager(&self) -> String {
         managed::manager_of(self.q("fieldManager"), &self.user_agent)
     }
+}
+
+/// A YAML body (JSON is YAML too) as JSON. serde_yaml refuses alias expansion past
+/// a small multiple of the document's size ("billion laughs") and nesting deeper
+/// than 128 levels, so a bomb costs no more than reading its bytes.
+fn parse_yaml(body: &[u8]) -> ApiResult<Value> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return Ok(v);
+    }
+    if flow_depth(body) > MAX_FLOW_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "the request body is not valid YAML: flow collections ([…], {{…}}) nested deeper than {MAX_FLOW_DEPTH} levels (recursion limit)"
+        )));
+    }
+    let v: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?;
+    Ok(v)
+}
+
+/// Deepest nesting of YAML flow collections accepted. libyaml's parser takes time
+/// quadratic in that depth (100 000 levels: most of a minute), so deeper bodies are
+/// refused before it sees them.
+const MAX_FLOW_DEPTH: usize = 100;
+
+/// The deepest nesting of `[` and `{` outside quoted scalars and comments (an
+/// over-estimate for brackets inside plain or block scalars, which is harmless).
+fn flow_depth(body: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut i = 0;
+    // Whether the previous byte can precede the start of a token.
+    let mut at_token_start = true;
+    while i < body.len() {
+        let b = body[i];
+        match b {
+            b'"' | b'\'' if at_token_start => {
+                // A quoted scalar: skip to its closing quote.
+                i += 1;
+                while i < body.len() {
+                    if b == b'"' && body[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if body[i] == b {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' if at_token_start => {
+                while i < body.len() && body[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at_token_start = b" \t\r\n[{,:-?".contains(&b);
+        i += 1;
+    }
+    max
 }
 
 /// The one handler behind the router.
@@ -1679,5 +1759,20 @@ pub async fn ensure_default_service_account(
     match store.create(&key, encode(&sa), None).await {
         Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_depth_skips_quotes_and_comments() {
+        assert_eq!(flow_depth(b"a: [1, {b: [2]}]\n"), 3);
+        assert_eq!(flow_depth(b"a: \"[[[[\"\nb: '{{{' # [[[[\n"), 0);
+        assert_eq!(flow_depth(b"a: \"x\\\"[\" \nb: [c]\n"), 1);
+        assert_eq!(flow_depth(&b"[".repeat(1000)), 1000);
+        let ok = parse_yaml(b"a: {b: [1, 2]}\nc: it's [fine]\n").unwrap();
+        assert_eq!(ok["c"], "it's [fine]");
     }
 }
