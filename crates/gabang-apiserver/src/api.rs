@@ -61,6 +61,8 @@ struct Req {
     method: Method,
     query: HashMap<String, String>,
     table: bool,
+    /// `as=PartialObjectMetadata[List]`: metadata-only objects (metadata informers).
+    metadata_only: bool,
     content_type: String,
     user_agent: String,
     body: bytes::Bytes,
@@ -247,10 +249,15 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .get(http::header::ACCEPT_ENCODING)
         .and_then(|h| h.to_str().ok())
         .is_some_and(|e| e.contains("gzip"));
-    let table = accept
+    // The first JSON media type of Accept decides the view (clients list protobuf
+    // first, which this server does not write).
+    let view = accept
         .split(',')
-        .next()
-        .is_some_and(|a| a.contains("as=Table"));
+        .map(str::trim)
+        .find(|a| !a.contains("protobuf") && !a.contains("cbor"))
+        .unwrap_or("");
+    let table = view.contains("as=Table");
+    let metadata_only = view.contains("as=PartialObjectMetadata");
     let content_type = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -293,6 +300,7 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         method,
         query,
         table,
+        metadata_only,
         content_type,
         user_agent,
         body,
@@ -515,6 +523,12 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     }
 }
 
+/// An object as `meta.k8s.io/v1 PartialObjectMetadata`: its metadata only.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
 fn name_of(obj: &Value) -> String {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -603,6 +617,9 @@ impl Api<'_> {
             let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
             return ok(table::table(self.def.kind, &[obj], meta, true));
         }
+        if r.metadata_only {
+            return ok(partial(&obj));
+        }
         ok(obj)
     }
 
@@ -647,6 +664,12 @@ impl Api<'_> {
         }
         if r.table {
             return ok(table::table(self.def.kind, &items, meta, true));
+        }
+        if r.metadata_only {
+            let items: Vec<Value> = items.iter().map(partial).collect();
+            return ok(
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+            );
         }
         ok(
             json!({"kind": format!("{}List", self.def.kind), "apiVersion": self.def.api_version(), "metadata": meta, "items": items}),
@@ -1585,6 +1608,7 @@ impl Api<'_> {
         };
         let kind = self.def.kind;
         let table = r.table;
+        let metadata_only = r.metadata_only;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
         let stream = store.watch(&prefix, start).await;
         tokio::spawn(async move {
@@ -1595,6 +1619,8 @@ impl Api<'_> {
                     let t = table::table(kind, &[obj], meta, first);
                     first = false;
                     t
+                } else if metadata_only && ty != "ERROR" {
+                    partial(&obj)
                 } else {
                     obj
                 };
