@@ -190,6 +190,91 @@ fn flow_depth(body: &[u8]) -> usize {
     max
 }
 
+/// Reads a request body of at most [`MAX_BODY`] bytes; a longer one is handed back
+/// (unread past the limit) to be held by the 413 answer, a broken one is `None`.
+async fn read_body(mut body: Body) -> Result<bytes::Bytes, Option<Body>> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(None) };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY {
+                return Err(Some(body));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A response body that keeps the request body alive until the response has been
+/// sent: an HTTP/2 server that answers before reading the whole request must then
+/// reset the stream with NO_ERROR, which h2 does only if the request body is still
+/// held when the response ends (dropped earlier, it resets with CANCEL, and clients
+/// such as curl drop the answer).
+struct HoldingBody {
+    data: Option<bytes::Bytes>,
+    _request: Body,
+}
+
+impl http_body::Body for HoldingBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.data.take().map(|d| Ok(http_body::Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+/// How much of a too large body is read (and dropped) before the 413 is sent.
+const MAX_DRAIN: usize = 32 * 1024 * 1024;
+
+/// 413 for a body over [`MAX_BODY`]. With `drain`, the rest of the body is read
+/// first (up to [`MAX_DRAIN`] bytes in all), so the request ends before the answer
+/// as clients expect (curl before 8.x drops an HTTP/2 answer followed by a reset
+/// of its still-uploading stream); the request body is held until the answer is sent.
+async fn too_large(mut request: Body, drain: bool) -> Response {
+    if drain {
+        use http_body_util::BodyExt;
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = request.frame().await {
+            if let Ok(d) = frame.into_data() {
+                seen += d.len();
+                if seen > MAX_DRAIN {
+                    break;
+                }
+            }
+        }
+    }
+    let e = ApiError::new(
+        413,
+        "RequestEntityTooLarge",
+        format!("request body over {MAX_BODY} bytes"),
+    );
+    let data = bytes::Bytes::from(serde_json::to_vec(&e.to_status()).unwrap_or_default());
+    let mut resp = Response::new(Body::new(HoldingBody {
+        data: Some(data),
+        _request: request,
+    }));
+    *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// The one handler behind the router.
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     match handle_inner(st, req).await {
@@ -280,22 +365,15 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return Err(ApiError::new(
-            413,
-            "RequestEntityTooLarge",
-            format!("request body over {MAX_BODY} bytes"),
-        ));
+    let body = req.into_body();
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY) {
+        return Ok(too_large(body, n <= MAX_DRAIN).await);
     }
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                413,
-                "RequestEntityTooLarge",
-                format!("request body over {MAX_BODY} bytes"),
-            )
-        })?;
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(Some(held)) => return Ok(too_large(held, true).await),
+        Err(None) => return Err(ApiError::bad_request("the request body could not be read")),
+    };
     let r = Req {
         method,
         query,

@@ -247,6 +247,25 @@ async fn bad_input_is_refused_with_status_errors() {
         "/api/v1/namespaces/default/configmaps",
     );
     assert_eq!(code, 413, "{body}");
+    // Over HTTP/2 too, with a Content-Length and with a chunked upload: a Status.
+    for chunked in [false, true] {
+        let mut args = vec![
+            "--http2",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+        ];
+        if chunked {
+            args.extend(["-H", "Transfer-Encoding: chunked"]);
+        }
+        let data = format!("@{big}");
+        args.extend(["--data-binary", &data]);
+        let (code, body) = s.curl(true, &args, "/api/v1/namespaces/default/configmaps");
+        assert_eq!(code, 413, "chunked {chunked}: {body}");
+        let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(st["reason"], "RequestEntityTooLarge");
+    }
     let (code, body) = s.curl(
         true,
         &[
