@@ -1493,6 +1493,13 @@ impl Api<'_> {
         } = o;
         let def = self.def;
         let key = self.key(ns, name);
+        if def.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            ));
+        }
         for _ in 0..8 {
             let (mut obj, mod_rev) = self.read(ns, name).await?;
             if precondition_rv.is_some_and(|rv| rv != mod_rev.to_string())

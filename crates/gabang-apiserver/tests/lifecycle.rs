@@ -443,6 +443,10 @@ async fn namespace_termination_honours_finalizers_and_graceful_pod_deletion() {
     assert!(eventually(|| s.get("/api/v1/namespaces/team").0 == 404).await);
     // The name can be used again.
     s.ok(&["create", "namespace", "team"]);
+    // The namespaces every cluster has cannot be deleted (as in Kubernetes).
+    let err = s.fails(&["delete", "namespace", "default"]);
+    assert!(err.contains("this namespace may not be deleted"), "{err}");
+    assert_eq!(s.get("/api/v1/namespaces/kube-system").0, 200);
     s.handle.shutdown().await;
 }
 
