@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::discovery;
 use crate::managed;
-use crate::resources::{self, ResourceDef, RESOURCES};
+use crate::resources::{self, ResourceDef};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::stats::Verb;
 use crate::status::ApiError;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub token: String,
     pub addr: String,
     pub counters: Arc<crate::stats::Counters>,
+    /// Namespaces this process is finishing (`namespaces.rs`).
+    pub purging: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -50,7 +52,7 @@ fn ok(v: Value) -> ApiResult<Response> {
     Ok(json_response(StatusCode::OK, &v))
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -59,6 +61,8 @@ struct Req {
     method: Method,
     query: HashMap<String, String>,
     table: bool,
+    /// `as=PartialObjectMetadata[List]`: metadata-only objects (metadata informers).
+    metadata_only: bool,
     content_type: String,
     user_agent: String,
     body: bytes::Bytes,
@@ -89,8 +93,23 @@ impl Req {
                 ),
             ));
         }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+        match self.content_type.as_str() {
+            "application/yaml" | "application/apply-patch+yaml" => parse_yaml(&self.body),
+            "" | "application/json"
+            | "application/merge-patch+json"
+            | "application/json-patch+json"
+            | "application/strategic-merge-patch+json" => serde_json::from_slice(&self.body)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+                }),
+            other => Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+                ),
+            )),
+        }
     }
     fn dry_run(&self) -> bool {
         self.q("dryRun") == Some("All")
@@ -104,6 +123,156 @@ impl Req {
     fn manager(&self) -> String {
         managed::manager_of(self.q("fieldManager"), &self.user_agent)
     }
+}
+
+/// A YAML body (JSON is YAML too) as JSON. serde_yaml refuses alias expansion past
+/// a small multiple of the document's size ("billion laughs") and nesting deeper
+/// than 128 levels, so a bomb costs no more than reading its bytes.
+fn parse_yaml(body: &[u8]) -> ApiResult<Value> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return Ok(v);
+    }
+    if flow_depth(body) > MAX_FLOW_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "the request body is not valid YAML: flow collections ([…], {{…}}) nested deeper than {MAX_FLOW_DEPTH} levels (recursion limit)"
+        )));
+    }
+    let v: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?;
+    Ok(v)
+}
+
+/// Deepest nesting of YAML flow collections accepted. libyaml's parser takes time
+/// quadratic in that depth (100 000 levels: most of a minute), so deeper bodies are
+/// refused before it sees them.
+const MAX_FLOW_DEPTH: usize = 100;
+
+/// The deepest nesting of `[` and `{` outside quoted scalars and comments (an
+/// over-estimate for brackets inside plain or block scalars, which is harmless).
+fn flow_depth(body: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut i = 0;
+    // Whether the previous byte can precede the start of a token.
+    let mut at_token_start = true;
+    while i < body.len() {
+        let b = body[i];
+        match b {
+            b'"' | b'\'' if at_token_start => {
+                // A quoted scalar: skip to its closing quote.
+                i += 1;
+                while i < body.len() {
+                    if b == b'"' && body[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if body[i] == b {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' if at_token_start => {
+                while i < body.len() && body[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at_token_start = b" \t\r\n[{,:-?".contains(&b);
+        i += 1;
+    }
+    max
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes; a longer one is handed back
+/// (unread past the limit) to be held by the 413 answer, a broken one is `None`.
+async fn read_body(mut body: Body) -> Result<bytes::Bytes, Option<Body>> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(None) };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY {
+                return Err(Some(body));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A response body that keeps the request body alive until the response has been
+/// sent: an HTTP/2 server that answers before reading the whole request must then
+/// reset the stream with NO_ERROR, which h2 does only if the request body is still
+/// held when the response ends (dropped earlier, it resets with CANCEL, and clients
+/// such as curl drop the answer).
+struct HoldingBody {
+    data: Option<bytes::Bytes>,
+    _request: Body,
+}
+
+impl http_body::Body for HoldingBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.data.take().map(|d| Ok(http_body::Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+/// How much of a too large body is read (and dropped) before the 413 is sent.
+const MAX_DRAIN: usize = 32 * 1024 * 1024;
+
+/// 413 for a body over [`MAX_BODY`]. With `drain`, the rest of the body is read
+/// first (up to [`MAX_DRAIN`] bytes in all), so the request ends before the answer
+/// as clients expect (curl before 8.x drops an HTTP/2 answer followed by a reset
+/// of its still-uploading stream); the request body is held until the answer is sent.
+async fn too_large(mut request: Body, drain: bool) -> Response {
+    if drain {
+        use http_body_util::BodyExt;
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = request.frame().await {
+            if let Ok(d) = frame.into_data() {
+                seen += d.len();
+                if seen > MAX_DRAIN {
+                    break;
+                }
+            }
+        }
+    }
+    let e = ApiError::new(
+        413,
+        "RequestEntityTooLarge",
+        format!("request body over {MAX_BODY} bytes"),
+    );
+    let data = bytes::Bytes::from(serde_json::to_vec(&e.to_status()).unwrap_or_default());
+    let mut resp = Response::new(Body::new(HoldingBody {
+        data: Some(data),
+        _request: request,
+    }));
+    *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// The one handler behind the router.
@@ -159,10 +328,21 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .get(http::header::ACCEPT)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let table = accept
+    let accept_all = accept.to_string();
+    let gzip_ok = req
+        .headers()
+        .get(http::header::ACCEPT_ENCODING)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|e| e.contains("gzip"));
+    // The first JSON media type of Accept decides the view (clients list protobuf
+    // first, which this server does not write).
+    let view = accept
         .split(',')
-        .next()
-        .is_some_and(|a| a.contains("as=Table"));
+        .map(str::trim)
+        .find(|a| !a.contains("protobuf") && !a.contains("cbor"))
+        .unwrap_or("");
+    let table = view.contains("as=Table");
+    let metadata_only = view.contains("as=PartialObjectMetadata");
     let content_type = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -185,26 +365,20 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return Err(ApiError::new(
-            413,
-            "RequestEntityTooLarge",
-            format!("request body over {MAX_BODY} bytes"),
-        ));
+    let body = req.into_body();
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY) {
+        return Ok(too_large(body, n <= MAX_DRAIN).await);
     }
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                413,
-                "RequestEntityTooLarge",
-                format!("request body over {MAX_BODY} bytes"),
-            )
-        })?;
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(Some(held)) => return Ok(too_large(held, true).await),
+        Err(None) => return Err(ApiError::bad_request("the request body could not be read")),
+    };
     let r = Req {
         method,
         query,
         table,
+        metadata_only,
         content_type,
         user_agent,
         body,
@@ -220,11 +394,49 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         ["apis"] => return ok(discovery::api_group_list()),
         ["openapi", "v3"] => return ok(discovery::openapi_v3_root()),
         ["openapi", "v3", rest @ ..] => {
-            return discovery::openapi_v3_doc(&rest.join("/"))
-                .map(|d| json_response(StatusCode::OK, &d))
-                .ok_or_else(|| {
-                    ApiError::new(404, "NotFound", format!("no OpenAPI document for {path}"))
-                })
+            let gz = crate::openapi::v3_gzip(&rest.join("/")).ok_or_else(|| {
+                ApiError::new(404, "NotFound", format!("no OpenAPI document for {path}"))
+            })?;
+            let mut resp = if gzip_ok {
+                let mut r = Body::from(gz).into_response();
+                r.headers_mut().insert(
+                    http::header::CONTENT_ENCODING,
+                    http::HeaderValue::from_static("gzip"),
+                );
+                r
+            } else {
+                Body::from(crate::openapi::gunzip(&gz)).into_response()
+            };
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                http::header::VARY,
+                http::HeaderValue::from_static("Accept-Encoding"),
+            );
+            if r.q("hash").is_some() {
+                h.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("public, immutable"),
+                );
+            }
+            return Ok(resp);
+        }
+        ["openapi", "v2"] => {
+            if accept_all.contains("protobuf") {
+                return Ok((
+                    StatusCode::OK,
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    )],
+                    crate::openapi::v2_protobuf(),
+                )
+                    .into_response());
+            }
+            return ok(crate::openapi::v2_json());
         }
         ["api", v] => {
             return discovery::resource_list("", v).map_or_else(|| Err(not_found_path(&path)), ok)
@@ -297,6 +509,9 @@ async fn handle_inner(st: Arc<AppState>, req: Request) -> ApiResult<Response> {
         (Method::PATCH, Some(n), Some("status")) if def.status => {
             api.patch(ns, n, &r, Sub::Status).await
         }
+        (Method::PUT, Some(n), Some("finalize")) if def.kind == "Namespace" => {
+            api.update(ns, n, &r, Sub::Finalize).await
+        }
         (Method::GET, Some(n), Some("scale")) if def.scale => {
             let (obj, _) = api.read(ns, n).await?;
             ok(to_scale(def, &obj))
@@ -336,17 +551,21 @@ fn not_found_path(path: &str) -> ApiError {
 enum Sub {
     Main,
     Status,
+    /// `namespaces/N/finalize`: only `spec.finalizers` changes.
+    Finalize,
+    /// `pods/P/binding`: the main resource, `spec.nodeName` set once.
+    Binding,
 }
 
 /// Decodes a stored value, stamping `metadata.resourceVersion` from the store.
-fn decode(kv: &KeyValue) -> ApiResult<Value> {
+pub(crate) fn decode(kv: &KeyValue) -> ApiResult<Value> {
     let mut v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     v["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
     Ok(v)
 }
 
-fn encode(obj: &Value) -> Vec<u8> {
+pub(crate) fn encode(obj: &Value) -> Vec<u8> {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -380,6 +599,12 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
         }
         _ => {}
     }
+}
+
+/// An object as `meta.k8s.io/v1 PartialObjectMetadata`: its metadata only.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
 fn name_of(obj: &Value) -> String {
@@ -423,17 +648,17 @@ fn random_suffix() -> String {
 
 /// How to delete: propagation policy, grace period, preconditions, dry run.
 #[derive(Default, Clone, Copy)]
-struct DeleteOpts<'a> {
-    policy: Option<&'a str>,
-    grace: Option<i64>,
-    precondition_rv: Option<&'a str>,
-    precondition_uid: Option<&'a str>,
-    dry_run: bool,
+pub(crate) struct DeleteOpts<'a> {
+    pub policy: Option<&'a str>,
+    pub grace: Option<i64>,
+    pub precondition_rv: Option<&'a str>,
+    pub precondition_uid: Option<&'a str>,
+    pub dry_run: bool,
 }
 
-struct Api<'a> {
-    st: &'a AppState,
-    def: &'static ResourceDef,
+pub(crate) struct Api<'a> {
+    pub st: &'a Arc<AppState>,
+    pub def: &'static ResourceDef,
 }
 
 impl Api<'_> {
@@ -445,7 +670,12 @@ impl Api<'_> {
         managed::Op {
             manager,
             api_version: self.def.api_version(),
-            subresource: if sub == Sub::Status { "status" } else { "" },
+            subresource: match sub {
+                Sub::Main => "",
+                Sub::Status => "status",
+                Sub::Finalize => "finalize",
+                Sub::Binding => "binding",
+            },
             time,
         }
     }
@@ -464,6 +694,9 @@ impl Api<'_> {
         if r.table {
             let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
             return ok(table::table(self.def.kind, &[obj], meta, true));
+        }
+        if r.metadata_only {
+            return ok(partial(&obj));
         }
         ok(obj)
     }
@@ -509,6 +742,12 @@ impl Api<'_> {
         }
         if r.table {
             return ok(table::table(self.def.kind, &items, meta, true));
+        }
+        if r.metadata_only {
+            let items: Vec<Value> = items.iter().map(partial).collect();
+            return ok(
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+            );
         }
         ok(
             json!({"kind": format!("{}List", self.def.kind), "apiVersion": self.def.api_version(), "metadata": meta, "items": items}),
@@ -593,7 +832,7 @@ impl Api<'_> {
         validate::default_object(def, &mut obj);
         let obj = self.check(obj, strict)?;
         if let Some(ns) = ns {
-            self.check_namespace(ns).await?;
+            self.check_namespace(ns, &name_of(&obj)).await?;
         }
         Ok(obj)
     }
@@ -634,17 +873,29 @@ impl Api<'_> {
         Ok(out)
     }
 
-    async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+    async fn check_namespace(&self, ns: &str, name: &str) -> ApiResult<()> {
         let key = format!("/registry/namespaces/{ns}");
         let got = self.st.store.get(&key, None).await?;
         let Some(kv) = got.kv else {
             return Err(ApiError::not_found("", "namespaces", ns));
         };
         let v = decode(&kv)?;
-        if v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
-            return Err(ApiError::new(403, "Forbidden", format!(
-                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated", self.def.plural
-            )));
+        if v.pointer("/metadata/deletionTimestamp").is_some()
+            || v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        {
+            let res = if self.def.group.is_empty() {
+                self.def.plural.to_string()
+            } else {
+                format!("{}.{}", self.def.plural, self.def.group)
+            };
+            let mut e = ApiError::new(403, "Forbidden", format!(
+                "{res} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+            ));
+            e.details = Some(
+                json!({"name": name, "group": self.def.group, "kind": self.def.plural,
+                "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+            );
+            return Err(e);
         }
         Ok(())
     }
@@ -756,6 +1007,9 @@ impl Api<'_> {
             Err(e) => return Err(e.into()),
         };
         obj["metadata"]["resourceVersion"] = json!(rev.to_string());
+        if self.def.kind == "Namespace" {
+            ensure_default_service_account(&self.st.store, &name).await?;
+        }
         Ok(json_response(StatusCode::CREATED, &obj))
     }
 
@@ -798,7 +1052,15 @@ impl Api<'_> {
                 }
                 o
             }
-            Sub::Main => {
+            Sub::Finalize => {
+                let mut o = current.clone();
+                o["spec"]["finalizers"] = new
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(json!([]));
+                o
+            }
+            Sub::Main | Sub::Binding => {
                 for f in ["apiVersion", "kind"] {
                     if new.get(f).and_then(Value::as_str).unwrap_or("").is_empty() {
                         new[f] = current[f].clone();
@@ -849,7 +1111,17 @@ impl Api<'_> {
                 }
                 validate::default_object(def, &mut new);
                 if def.kind == "Namespace" {
+                    // As in Kubernetes: status and spec.finalizers change only
+                    // through their subresources (status, finalize).
                     new["status"] = current["status"].clone();
+                    match current.pointer("/spec/finalizers") {
+                        Some(f) => new["spec"]["finalizers"] = f.clone(),
+                        None => {
+                            if let Some(m) = new["spec"].as_object_mut() {
+                                m.remove("finalizers");
+                            }
+                        }
+                    }
                 }
                 if def.has_generation() && new.get("spec") != current.get("spec") {
                     let g = current
@@ -863,6 +1135,12 @@ impl Api<'_> {
         };
         out["metadata"]["resourceVersion"] = json!(mod_rev.to_string());
         let mut out = self.check(out, r.strict())?;
+        if sub == Sub::Main {
+            let errs = validate::validate_update(def, current, &out);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(def.kind, def.group, name, &errs));
+            }
+        }
         if !r.is_apply() {
             let given = out.pointer("/metadata/managedFields");
             if given.is_some() && given != current.pointer("/metadata/managedFields") {
@@ -983,6 +1261,9 @@ impl Api<'_> {
                         .create(&self.key(ns, name), encode(&obj), None)
                         .await?;
                     obj["metadata"]["resourceVersion"] = json!(rev.to_string());
+                    if self.def.kind == "Namespace" {
+                        ensure_default_service_account(&self.st.store, name).await?;
+                    }
                     return Ok(json_response(StatusCode::CREATED, &obj));
                 }
                 Err(e) => return Err(e),
@@ -1098,7 +1379,7 @@ impl Api<'_> {
         }
         let mut new = current.clone();
         new["spec"]["nodeName"] = json!(node);
-        self.commit(ns, name, (&current, mod_rev), new, Sub::Main, r)
+        self.commit(ns, name, (&current, mod_rev), new, Sub::Binding, r)
             .await?;
         Ok(json_response(
             StatusCode::CREATED,
@@ -1197,7 +1478,7 @@ impl Api<'_> {
     }
 
     /// Deletes (or marks for deletion) one object; returns its last state.
-    async fn delete_one(
+    pub(crate) async fn delete_one(
         &self,
         ns: Option<&str>,
         name: &str,
@@ -1212,6 +1493,13 @@ impl Api<'_> {
         } = o;
         let def = self.def;
         let key = self.key(ns, name);
+        if def.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            ));
+        }
         for _ in 0..8 {
             let (mut obj, mod_rev) = self.read(ns, name).await?;
             if precondition_rv.is_some_and(|rv| rv != mod_rev.to_string())
@@ -1274,6 +1562,10 @@ impl Api<'_> {
                 }
             }
             if already && extra.is_none() {
+                if def.kind == "Namespace" {
+                    // Picked up again if no pass of this process runs (after a restart).
+                    crate::namespaces::spawn_finish(self.st, name);
+                }
                 return Ok(obj);
             }
             let meta = &mut obj["metadata"];
@@ -1301,7 +1593,7 @@ impl Api<'_> {
                 Ok(rev) => {
                     obj["metadata"]["resourceVersion"] = json!(rev.to_string());
                     if def.kind == "Namespace" {
-                        tokio::spawn(purge_namespace(self.st.store.clone(), name.to_string()));
+                        crate::namespaces::spawn_finish(self.st, name);
                     }
                     return Ok(obj);
                 }
@@ -1401,6 +1693,7 @@ impl Api<'_> {
         };
         let kind = self.def.kind;
         let table = r.table;
+        let metadata_only = r.metadata_only;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
         let stream = store.watch(&prefix, start).await;
         tokio::spawn(async move {
@@ -1411,6 +1704,8 @@ impl Api<'_> {
                     let t = table::table(kind, &[obj], meta, first);
                     first = false;
                     t
+                } else if metadata_only && ty != "ERROR" {
+                    partial(&obj)
                 } else {
                     obj
                 };
@@ -1518,23 +1813,6 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// The namespace lifecycle, done in-process: delete everything in the namespace,
-/// then the namespace itself.
-async fn purge_namespace(store: Arc<dyn Backend>, ns: String) {
-    for def in RESOURCES.iter().filter(|d| d.namespaced) {
-        let prefix = resources::prefix(def, Some(&ns));
-        let Ok(page) = store.list(&prefix, ListOptions::default()).await else {
-            continue;
-        };
-        for kv in page.items {
-            let _ = store.delete(&kv.key, None).await;
-        }
-    }
-    let _ = store
-        .delete(&format!("/registry/namespaces/{ns}"), None)
-        .await;
-}
-
 /// Creates the namespaces every cluster has, if missing.
 pub async fn bootstrap(store: &Arc<dyn Backend>) -> Result<(), StoreError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -1550,18 +1828,62 @@ pub async fn bootstrap(store: &Arc<dyn Backend>) -> Result<(), StoreError> {
             Err(e) => return Err(e),
         }
     }
-    // Namespaces left terminating by a server that stopped mid-purge (this one
-    // before a restart, or another sharing the store) are finished here.
-    let page = store
+    Ok(())
+}
+
+/// Work left over from before this start: namespaces left terminating by a server
+/// that stopped mid-purge (this one before a restart, or another sharing the store)
+/// are finished.
+pub async fn resume(st: &Arc<AppState>) -> Result<(), StoreError> {
+    let page = st
+        .store
         .list("/registry/namespaces/", ListOptions::default())
         .await?;
     for kv in page.items {
         let Ok(ns) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;
         };
-        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
-            tokio::spawn(purge_namespace(store.clone(), name_of(&ns)));
+        if ns.pointer("/metadata/deletionTimestamp").is_some()
+            || ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        {
+            crate::namespaces::spawn_finish(st, &name_of(&ns));
+        } else {
+            ensure_default_service_account(&st.store, &name_of(&ns)).await?;
         }
     }
     Ok(())
+}
+
+/// The `default` ServiceAccount every namespace has (Kubernetes' serviceaccount
+/// controller makes it; here the API server does, on namespace creation and at start).
+pub async fn ensure_default_service_account(
+    store: &Arc<dyn Backend>,
+    ns: &str,
+) -> Result<(), StoreError> {
+    let key = format!("/registry/serviceaccounts/{ns}/default");
+    if store.get(&key, None).await?.kv.is_some() {
+        return Ok(());
+    }
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": ns, "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now_rfc3339()}});
+    match store.create(&key, encode(&sa), None).await {
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_depth_skips_quotes_and_comments() {
+        assert_eq!(flow_depth(b"a: [1, {b: [2]}]\n"), 3);
+        assert_eq!(flow_depth(b"a: \"[[[[\"\nb: '{{{' # [[[[\n"), 0);
+        assert_eq!(flow_depth(b"a: \"x\\\"[\" \nb: [c]\n"), 1);
+        assert_eq!(flow_depth(&b"[".repeat(1000)), 1000);
+        let ok = parse_yaml(b"a: {b: [1, 2]}\nc: it's [fine]\n").unwrap();
+        assert_eq!(ok["c"], "it's [fine]");
+    }
 }

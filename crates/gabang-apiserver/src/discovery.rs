@@ -1,9 +1,7 @@
 //! Discovery (`/version`, `/api`, `/apis`, group-version resource lists) and the
-//! OpenAPI v3 documents kubectl reads to decide on server-side field validation.
-//! The OpenAPI documents are generated from the resource table: one path per
-//! resource with its operations and the `x-kubernetes-group-version-kind` extension;
-//! schemas are left out (k8s-openapi does not ship them), so kubectl validates on the
-//! server (`fieldValidation=Strict`) rather than on the client.
+//! paths of the OpenAPI v3 documents: one path per resource with its operations and
+//! the `x-kubernetes-group-version-kind` extension (kubectl's probe for server-side
+//! field validation). `openapi.rs` adds the component schemas.
 
 use serde_json::{json, Value};
 
@@ -117,7 +115,7 @@ pub fn openapi_v3_root() -> Value {
         let p = gv_path(g, v);
         paths.insert(
             p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=0")}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", crate::openapi::HASH)}),
         );
     }
     json!({"paths": paths})

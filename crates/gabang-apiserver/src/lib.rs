@@ -4,7 +4,8 @@
 //! certificate, bearer token, admin kubeconfig), then serves HTTPS (HTTP/1.1 and
 //! HTTP/2) with one handler (`api.rs`) that authenticates, routes `/api` and `/apis`
 //! paths through the resource table (`resources.rs`) and runs the verbs. Around it:
-//! discovery and OpenAPI (`discovery.rs`), defaulting and validation (`validate.rs`),
+//! discovery (`discovery.rs`), OpenAPI v3 documents with schemas (`openapi.rs`),
+//! the namespace lifecycle (`namespaces.rs`), defaulting and validation (`validate.rs`),
 //! strategic merge patch (`smp.rs`), field ownership and server-side apply
 //! (`managed.rs`), `pods/log` and `pods/exec` proxied to the node agent
 //! (`proxy.rs`), label/field selectors (`selectors.rs`),
@@ -17,6 +18,8 @@
 mod api;
 mod discovery;
 mod managed;
+mod namespaces;
+mod openapi;
 mod pki;
 mod proxy;
 mod resources;
@@ -152,7 +155,9 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         token: creds.token.clone(),
         addr: local_addr.to_string(),
         counters: counters.clone(),
+        purging: Default::default(),
     });
+    api::resume(&state).await?;
     let app = axum::Router::new().fallback(api::handle).with_state(state);
     let (tx, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {

@@ -3,15 +3,31 @@
 
 use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coord, core::v1 as core};
 use k8s_openapi::api::{discovery::v1 as disc, networking::v1 as net};
+use k8s_openapi::schemars::{gen::SchemaGenerator, schema::Schema, JsonSchema};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
+
+/// Registers the JSON schema of a type (and of every type it uses) with a generator.
+pub type SchemaOf = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
 
 /// Decodes a JSON object into its `k8s-openapi` type and back: type errors fail,
 /// unknown fields are dropped.
 pub type Normalize = fn(&Value) -> Result<Value, String>;
 
 fn typed<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
-    let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    // The error names the field path (`data.a: invalid type: integer `1`, …`).
+    let t: T = serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })?;
     let mut out = serde_json::to_value(&t).map_err(|e| e.to_string())?;
     drop_empty_maps(&mut out);
     Ok(out)
@@ -60,6 +76,8 @@ pub struct ResourceDef {
     pub status: bool,
     pub scale: bool,
     pub normalize: Normalize,
+    /// The OpenAPI schema of the kind (from `k8s-openapi`'s `schemars` impls).
+    pub schema: SchemaOf,
 }
 
 impl ResourceDef {
@@ -90,6 +108,7 @@ macro_rules! row {
             status: $status,
             scale: $scale,
             normalize: typed::<$t>,
+            schema: schema_of::<$t>,
         }
     };
 }

@@ -14,6 +14,8 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Age", "string", 0),
             ("IP", "string", 1),
             ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
         ],
         "Deployment" => vec![
             ("Ready", "string", 0),
@@ -48,6 +50,10 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Age", "string", 0),
             ("Version", "string", 0),
             ("Internal-IP", "string", 1),
+            ("External-IP", "string", 1),
+            ("OS-Image", "string", 1),
+            ("Kernel-Version", "string", 1),
+            ("Container-Runtime", "string", 1),
         ],
         "ConfigMap" => vec![("Data", "integer", 0), ("Age", "string", 0)],
         "Secret" => vec![
@@ -64,6 +70,17 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Age", "string", 0),
         ],
         "Lease" => vec![("Holder", "string", 0), ("Age", "string", 0)],
+        "IngressClass" => vec![
+            ("Controller", "string", 0),
+            ("Parameters", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "EndpointSlice" => vec![
+            ("AddressType", "string", 0),
+            ("Ports", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
         _ => vec![("Age", "string", 0)],
     });
     if kind == "Event" {
@@ -112,6 +129,49 @@ fn or_none(x: String) -> String {
     } else {
         x
     }
+}
+
+fn unknown(x: String) -> String {
+    if x.is_empty() {
+        "<unknown>".into()
+    } else {
+        x
+    }
+}
+
+/// kubectl's "a,b,c + 2 more..." of a list; `<unset>` when empty.
+fn first_three(items: &[String]) -> String {
+    match items.len() {
+        0 => "<unset>".into(),
+        1..=3 => items.join(","),
+        n => format!("{} + {} more...", items[..3].join(","), n - 3),
+    }
+}
+
+/// READINESS GATES of a pod: `<none>`, or gates whose condition is True / all gates.
+fn readiness_gates(o: &Value) -> String {
+    let gates = o
+        .pointer("/spec/readinessGates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if gates.is_empty() {
+        return "<none>".into();
+    }
+    let conds = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let ready = gates
+        .iter()
+        .filter(|g| {
+            conds
+                .iter()
+                .any(|c| c["type"] == g["conditionType"] && c["status"] == "True")
+        })
+        .count();
+    format!("{ready}/{}", gates.len())
 }
 
 fn containers_images(spec: Option<&Value>) -> (String, String) {
@@ -188,6 +248,8 @@ fn cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age),
                 json!(or_none(s(o, "/status/podIP"))),
                 json!(or_none(s(o, "/spec/nodeName"))),
+                json!(or_none(s(o, "/status/nominatedNodeName"))),
+                json!(readiness_gates(o)),
             ]
         }
         "Deployment" | "ReplicaSet" => {
@@ -289,12 +351,14 @@ fn cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let ip = o
-                .pointer("/status/addresses")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
-                .map(|x| s(x, "/address"))
-                .unwrap_or_default();
+            let address = |ty: &str| {
+                o.pointer("/status/addresses")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.iter().find(|x| x["type"] == ty))
+                    .map(|x| s(x, "/address"))
+                    .unwrap_or_default()
+            };
+            let ip = address("InternalIP");
             vec![
                 json!(name),
                 json!(status),
@@ -302,6 +366,10 @@ fn cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age),
                 json!(s(o, "/status/nodeInfo/kubeletVersion")),
                 json!(or_none(ip)),
+                json!(or_none(address("ExternalIP"))),
+                json!(unknown(s(o, "/status/nodeInfo/osImage"))),
+                json!(unknown(s(o, "/status/nodeInfo/kernelVersion"))),
+                json!(unknown(s(o, "/status/nodeInfo/containerRuntimeVersion"))),
             ]
         }
         "ConfigMap" => {
@@ -357,6 +425,60 @@ fn cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(hosts),
                 json!(s(o, "/status/loadBalancer/ingress/0/ip")),
                 json!("80"),
+                json!(age),
+            ]
+        }
+        "IngressClass" => {
+            let params = match o.pointer("/spec/parameters") {
+                Some(p) if p.is_object() => {
+                    let group = s(p, "/apiGroup");
+                    let kind = if group.is_empty() {
+                        s(p, "/kind")
+                    } else {
+                        format!("{}.{group}", s(p, "/kind"))
+                    };
+                    format!("{kind}/{}", s(p, "/name"))
+                }
+                _ => String::new(),
+            };
+            vec![
+                json!(name),
+                json!(s(o, "/spec/controller")),
+                json!(or_none(params)),
+                json!(age),
+            ]
+        }
+        "EndpointSlice" => {
+            let ports: Vec<String> = o
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| match p.get("port").and_then(Value::as_i64) {
+                    Some(n) => n.to_string(),
+                    None => "<unset>".into(),
+                })
+                .collect();
+            let addrs: Vec<String> = o
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|e| {
+                    e["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            vec![
+                json!(name),
+                json!(s(o, "/addressType")),
+                json!(first_three(&ports)),
+                json!(first_three(&addrs)),
                 json!(age),
             ]
         }

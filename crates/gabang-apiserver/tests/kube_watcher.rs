@@ -149,3 +149,55 @@ async fn kube_reflector_lists_once_then_watches() {
     driver.abort();
     s.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_lists_gets_and_watches() {
+    let s = support::start().await;
+    let c = client(&s).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    cms.create(&PostParams::default(), &cm("m1", 1))
+        .await
+        .unwrap();
+    // kube-rs asks for PartialObjectMetadataList / PartialObjectMetadata.
+    let list = cms.list_metadata(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("m1"));
+    let one = cms.get_metadata("m1").await.unwrap();
+    assert_eq!(one.metadata.name.as_deref(), Some("m1"));
+    assert!(one.metadata.uid.is_some());
+    // Raw: metadata only, no data, of the meta.k8s.io kinds.
+    let accept = "Accept: application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+    let (code, b) = s.curl(
+        true,
+        &["-H", accept],
+        "/api/v1/namespaces/default/configmaps",
+    );
+    assert_eq!(code, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["apiVersion"].as_str()),
+        (Some("PartialObjectMetadataList"), Some("meta.k8s.io/v1"))
+    );
+    assert_eq!(v["items"][0]["kind"], "PartialObjectMetadata");
+    assert!(v["items"][0].get("data").is_none(), "{v}");
+    // A metadata watcher sees a change.
+    let mut events = kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .expect("an event")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("m1"));
+    cms.create(&PostParams::default(), &cm("m2", 1))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(30), events.next())
+        .await
+        .expect("an event")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("m2"));
+    s.handle.shutdown().await;
+}

@@ -247,6 +247,25 @@ async fn bad_input_is_refused_with_status_errors() {
         "/api/v1/namespaces/default/configmaps",
     );
     assert_eq!(code, 413, "{body}");
+    // Over HTTP/2 too, with a Content-Length and with a chunked upload: a Status.
+    for chunked in [false, true] {
+        let mut args = vec![
+            "--http2",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+        ];
+        if chunked {
+            args.extend(["-H", "Transfer-Encoding: chunked"]);
+        }
+        let data = format!("@{big}");
+        args.extend(["--data-binary", &data]);
+        let (code, body) = s.curl(true, &args, "/api/v1/namespaces/default/configmaps");
+        assert_eq!(code, 413, "chunked {chunked}: {body}");
+        let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(st["reason"], "RequestEntityTooLarge");
+    }
     let (code, body) = s.curl(
         true,
         &[
@@ -395,7 +414,100 @@ async fn kubectl_tables_for_pods_nodes_namespaces() {
     let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["p1", "0/1", "Pending", "0"]);
     let wide = s.ok(&["get", "pods", "-o", "wide"]);
-    assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
+    let header: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
+    );
+    assert!(
+        wide.lines()
+            .nth(1)
+            .unwrap()
+            .trim_end()
+            .ends_with("<none>           <none>"),
+        "{wide}"
+    );
+
+    let node = s.write(
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n",
+    );
+    s.ok(&["apply", "-f", &node]);
+    let (code, n) = s.send("PATCH", "application/merge-patch+json", "/api/v1/nodes/n1/status",
+        &serde_json::json!({"status": {"nodeInfo": {"osImage": "Debian GNU/Linux 12 (bookworm)", "kernelVersion": "6.1.0-test",
+            "containerRuntimeVersion": "gabang://0.1.0", "kubeletVersion": "v1.32.0-gabang"},
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}]}}));
+    assert_eq!(code, 200, "{n}");
+    let wide = s.ok(&["get", "nodes", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME"
+        ]
+    );
+    let row = wide.lines().nth(1).unwrap();
+    for want in [
+        "10.0.0.5",
+        "Debian GNU/Linux 12 (bookworm)",
+        "6.1.0-test",
+        "gabang://0.1.0",
+    ] {
+        assert!(row.contains(want), "{want}: {wide}");
+    }
+
+    let more = s.write("more.yaml", "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: gabang}\nspec:\n  controller: gabang.dev/ingress\n  parameters: {apiGroup: k8s.example.com, kind: IngressParameters, name: external-lb}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-abc}\naddressType: IPv4\nports: [{name: http, port: 80}, {name: https, port: 443}]\nendpoints:\n- addresses: [10.1.0.1]\n- addresses: [10.1.0.2]\n- addresses: [10.1.0.3]\n- addresses: [10.1.0.4]\n- addresses: [10.1.0.5]\n");
+    s.ok(&["apply", "-f", &more]);
+    let t = s.ok(&["get", "ingressclass"]);
+    let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]);
+    assert!(
+        t.contains("gabang.dev/ingress")
+            && t.contains("IngressParameters.k8s.example.com/external-lb"),
+        "{t}"
+    );
+    let t = s.ok(&["get", "endpointslices"]);
+    let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]);
+    let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        [
+            "web-abc",
+            "IPv4",
+            "80,443",
+            "10.1.0.1,10.1.0.2,10.1.0.3",
+            "+",
+            "2",
+            "more..."
+        ]
+    );
     let ns = s.ok(&["get", "ns"]);
     assert!(
         ns.starts_with("NAME") && ns.contains("STATUS") && ns.contains("kube-system"),

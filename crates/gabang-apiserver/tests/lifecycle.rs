@@ -323,3 +323,200 @@ async fn a_namespace_left_terminating_is_purged_at_start() {
     assert_eq!(s.get("/api/v1/namespaces/old/configmaps/x").0, 404);
     s.handle.shutdown().await;
 }
+
+/// Polls `cond` (state, not a clock) for a while; true once it holds.
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..300 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_termination_honours_finalizers_and_graceful_pod_deletion() {
+    let s = support::start().await;
+    s.ok(&["create", "namespace", "team"]);
+    let cms = "/api/v1/namespaces/team/configmaps";
+    let pods = "/api/v1/namespaces/team/pods";
+    for body in [
+        json!({"metadata": {"name": "plain"}}),
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    ] {
+        assert_eq!(s.send("POST", "application/json", cms, &body).0, 201);
+    }
+    let (code, n) = s.send(
+        "POST",
+        "application/json",
+        "/api/v1/nodes",
+        &json!({"metadata": {"name": "n1"}}),
+    );
+    assert_eq!(code, 201, "{n}");
+    for (pod, node) in [("on-n1", "n1"), ("on-gone-node", "gone")] {
+        let (code, p) = s.send(
+            "POST",
+            "application/json",
+            pods,
+            &json!({"metadata": {"name": pod},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}}),
+        );
+        assert_eq!(code, 201, "{p}");
+    }
+
+    let out = s.ok(&["delete", "namespace", "team", "--wait=false"]);
+    assert!(out.contains("namespace \"team\" deleted"), "{out}");
+    let t = s.ok(&["get", "ns", "team", "--no-headers"]);
+    assert!(t.contains("Terminating"), "{t}");
+    // Nothing new goes into a terminating namespace.
+    let (code, e) = s.send(
+        "POST",
+        "application/json",
+        cms,
+        &json!({"metadata": {"name": "late"}}),
+    );
+    assert_eq!(code, 403, "{e}");
+    assert_eq!(
+        e["message"],
+        "configmaps \"late\" is forbidden: unable to create new content in namespace team because it is being terminated"
+    );
+    let f = s.write(
+        "late.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late, namespace: team}\n",
+    );
+    let err = s.fails(&["apply", "-f", &f]);
+    assert!(err.contains("because it is being terminated"), "{err}");
+
+    // Contents go through the ordinary delete path: the plain object and the pod of a
+    // node that does not exist go; the finalizer holds its object; the pod of a live
+    // node is deleted gracefully (its agent finishes it).
+    assert!(eventually(|| s.get(&format!("{cms}/plain")).0 == 404).await);
+    assert!(eventually(|| s.get(&format!("{pods}/on-gone-node")).0 == 404).await);
+    let (code, held) = s.get(&format!("{cms}/held"));
+    assert_eq!(code, 200, "{held}");
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    let (code, p) = s.get(&format!("{pods}/on-n1"));
+    assert_eq!(code, 200, "{p}");
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(
+        eventually(|| {
+            let (_, ns) = s.get("/api/v1/namespaces/team");
+            ns["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter().any(|c| {
+                    c["type"] == "NamespaceFinalizersRemaining"
+                        && c["status"] == "True"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("example.com/hold in 1 resource instances"))
+                })
+            })
+        })
+        .await,
+        "{:?}",
+        s.get("/api/v1/namespaces/team")
+    );
+    let (_, ns) = s.get("/api/v1/namespaces/team");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+
+    // The finalizer removed, then the agent's final delete: the namespace goes.
+    let (code, _) = s.send(
+        "PATCH",
+        "application/merge-patch+json",
+        &format!("{cms}/held"),
+        &json!({"metadata": {"finalizers": null}}),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        s.get("/api/v1/namespaces/team").0,
+        200,
+        "the pod still runs"
+    );
+    let (code, _) = s.send(
+        "DELETE",
+        "application/json",
+        &format!("{pods}/on-n1"),
+        &json!({"gracePeriodSeconds": 0}),
+    );
+    assert_eq!(code, 200);
+    assert!(eventually(|| s.get("/api/v1/namespaces/team").0 == 404).await);
+    // The name can be used again.
+    s.ok(&["create", "namespace", "team"]);
+    // The namespaces every cluster has cannot be deleted (as in Kubernetes).
+    let err = s.fails(&["delete", "namespace", "default"]);
+    assert!(err.contains("this namespace may not be deleted"), "{err}");
+    assert_eq!(s.get("/api/v1/namespaces/kube-system").0, 200);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_spec_finalizers_change_only_through_finalize() {
+    let s = support::start().await;
+    let (code, ns) = s.send("POST", "application/json", "/api/v1/namespaces",
+        &json!({"metadata": {"name": "fin"}, "spec": {"finalizers": ["kubernetes", "example.com/ns"]}}));
+    assert_eq!(code, 201, "{ns}");
+    let (code, _) = s.send(
+        "DELETE",
+        "application/json",
+        "/api/v1/namespaces/fin",
+        &json!({}),
+    );
+    assert_eq!(code, 200);
+    // Empty: the `kubernetes` finalizer is done, the other one holds the namespace.
+    assert!(
+        eventually(|| {
+            let (_, ns) = s.get("/api/v1/namespaces/fin");
+            ns["spec"]["finalizers"] == json!(["example.com/ns"])
+        })
+        .await
+    );
+    // A PUT cannot change spec.finalizers (as in Kubernetes) ...
+    let (_, mut ns) = s.get("/api/v1/namespaces/fin");
+    ns["spec"]["finalizers"] = json!([]);
+    let (code, out) = s.send("PUT", "application/json", "/api/v1/namespaces/fin", &ns);
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["spec"]["finalizers"], json!(["example.com/ns"]));
+    assert_eq!(s.get("/api/v1/namespaces/fin").0, 200);
+    // ... the finalize subresource does, and the namespace goes.
+    let (_, mut ns) = s.get("/api/v1/namespaces/fin");
+    ns["spec"]["finalizers"] = json!([]);
+    let (code, out) = s.send(
+        "PUT",
+        "application/json",
+        "/api/v1/namespaces/fin/finalize",
+        &ns,
+    );
+    assert_eq!(code, 200, "{out}");
+    assert!(eventually(|| s.get("/api/v1/namespaces/fin").0 == 404).await);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_has_a_default_service_account() {
+    let s = support::start().await;
+    for ns in ["default", "kube-system"] {
+        let out = s.ok(&["get", "serviceaccount", "default", "-n", ns, "-o", "name"]);
+        assert_eq!(out.trim(), "serviceaccount/default");
+    }
+    s.ok(&["create", "namespace", "apps"]);
+    let out = s.ok(&["get", "sa", "-n", "apps", "-o", "name"]);
+    assert_eq!(out.trim(), "serviceaccount/default");
+    // A namespace made by server-side apply gets one too.
+    let f = s.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: applied}\n",
+    );
+    s.ok(&["apply", "--server-side", "-f", &f]);
+    let out = s.ok(&[
+        "get",
+        "sa",
+        "default",
+        "-n",
+        "applied",
+        "-o",
+        "jsonpath={.metadata.namespace}",
+    ]);
+    assert_eq!(out, "applied");
+    s.handle.shutdown().await;
+}
