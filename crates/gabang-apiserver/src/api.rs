@@ -1331,10 +1331,20 @@ impl Api<'_> {
                     )],
                 ));
             }
+            // A patch carries the current resourceVersion through from `scale` unless it sets
+            // one itself: only a resourceVersion the client sent pins the write (else a
+            // concurrent status update is a retry, not a 409).
             let pinned = new_scale
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty());
+                .filter(|s| !s.is_empty())
+                .filter(|rv| {
+                    !is_patch
+                        || Some(*rv)
+                            != scale
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                });
             if let Some(rv) = pinned {
                 if rv != mod_rev.to_string() {
                     return Err(ApiError::conflict(self.def.group, self.def.plural, name));

@@ -520,3 +520,44 @@ async fn every_namespace_has_a_default_service_account() {
     assert_eq!(out, "applied");
     s.handle.shutdown().await;
 }
+
+/// A scale patch without a resourceVersion is retried over concurrent writes of the same
+/// object (a controller's status updates), never answered 409; one with a stale
+/// resourceVersion still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_patches_race_status_updates_without_conflicts() {
+    let s = support::start().await;
+    let (code, d) = s.send("POST", "application/json", DEPLOYS, &deployment("race"));
+    assert_eq!(code, 201, "{d}");
+    let status_path = format!("{DEPLOYS}/race/status");
+    let scale_path = format!("{DEPLOYS}/race/scale");
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for i in 0..20 {
+                let (code, out) = s.send(
+                    "PATCH",
+                    "application/merge-patch+json",
+                    &status_path,
+                    &json!({"status": {"observedGeneration": i}}),
+                );
+                assert_eq!(code, 200, "{out}");
+            }
+        });
+        for i in 0..20 {
+            let (code, out) = s.send(
+                "PATCH",
+                "application/merge-patch+json",
+                &scale_path,
+                &json!({"spec": {"replicas": i}}),
+            );
+            assert_eq!(code, 200, "scale patch {i}: {out}");
+        }
+    });
+    let (code, _) = s.send(
+        "PATCH",
+        "application/merge-patch+json",
+        &scale_path,
+        &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 2}}),
+    );
+    assert_eq!(code, 409);
+}
