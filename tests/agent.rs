@@ -356,7 +356,7 @@ fn up_runs_a_deployment_adopts_after_kill9_and_a_second_agent_joins() {
     assert_eq!(wide.matches("10.42.201.").count(), 3, "{wide}");
     assert_eq!(
         wide.lines()
-            .filter(|l| l.trim_end().ends_with(" n1"))
+            .filter(|l| l.split_whitespace().nth(6) == Some("n1"))
             .count(),
         3,
         "{wide}"

@@ -350,7 +350,19 @@ fn get_prints_tables_lists_and_watches() {
     let wide = s.ok(&["get", "pods", "-n", "shop", "-o", "wide"]);
     assert_eq!(
         cells(wide.lines().next().unwrap()),
-        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ]
     );
     assert!(
         wide.lines().skip(1).all(|l| l.ends_with("<none>   <none>")),
