@@ -195,6 +195,13 @@ pub trait Cluster: Send + Sync {
         name: &str,
         propagation: Propagation,
     ) -> Result<(), ClusterError>;
+    /// The metadata of one object of any resource (None if there is no such object).
+    fn get_meta_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ClusterError>;
     /// Read the object of any resource, change its metadata with `f` and write it back
     /// (whatever the latest version is). Returns the stored object (JSON), None if there is
     /// no such object.
@@ -657,6 +664,19 @@ impl Cluster for MemCluster {
         let ns = if resource.namespaced { namespace } else { "" };
         let key = (dyn_type_key(resource), ns.to_string(), name.to_string());
         self.delete_raw(key, &resource.kind, propagation)
+    }
+
+    fn get_meta_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ClusterError> {
+        let ns = if resource.namespaced { namespace } else { "" };
+        let key = (dyn_type_key(resource), ns.to_string(), name.to_string());
+        let v = self.lock().objects.get(&key).cloned();
+        v.map(|v| MetaObject::from_json(resource, &v).map(|m| m.metadata))
+            .transpose()
     }
 
     fn update_meta_dynamic(

@@ -857,6 +857,29 @@ impl Cluster for HttpCluster {
         .map(|_| ())
     }
 
+    fn get_meta_dynamic(
+        &self,
+        r: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>, ClusterError>
+    {
+        let ns = if r.namespaced { namespace } else { "" };
+        match self.call_raw(
+            http::Method::GET,
+            &format!("{}/{name}", r.collection_path(ns)),
+            None,
+            &r.kind,
+            Some(r.group.is_empty()),
+            format!("{ns}/{name}"),
+            ACCEPT_META,
+        ) {
+            Ok(v) => MetaObject::from_json(r, &v).map(|m| Some(m.metadata)),
+            Err(ClusterError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn update_meta_dynamic(
         &self,
         r: &ApiResource,

@@ -1423,7 +1423,68 @@ impl<C: WatchCluster + 'static> Manager<C> {
         let mut n = 0;
         let mut err = None;
         let cl = self.cluster.as_ref();
+        let by_uid: HashMap<&str, &ObjInfo> =
+            objs.iter().map(|o| (o.obj.uid.as_str(), o)).collect();
+        let terminating: HashSet<&str> = namespaces
+            .iter()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
+            .filter_map(|ns| ns.metadata.name.as_deref())
+            .collect();
+        // Owners presumed gone (no cached object has their uid) are looked up before a
+        // dependent is deleted or loses its reference, as Kubernetes' GC does: a watch that
+        // lags (the owner's informer behind the dependent's) must not delete anything.
+        let mut verified: HashMap<String, bool> = HashMap::new();
+        let mut lagging = false;
         for a in gc::reconcile(&objs, &namespaces, &known) {
+            let subject = match &a {
+                GcAction::Delete { obj, .. } | GcAction::SetOwnerReferences { obj, .. } => {
+                    Some(obj)
+                }
+                _ => None,
+            };
+            if let Some(obj) = subject.filter(|o| {
+                !o.namespace
+                    .as_deref()
+                    .is_some_and(|ns| terminating.contains(ns))
+            }) {
+                let refs = by_uid
+                    .get(obj.uid.as_str())
+                    .map(|o| o.owner_references.as_slice())
+                    .unwrap_or(&[]);
+                let mut alive = false;
+                for r in refs.iter().filter(|r| !by_uid.contains_key(r.uid.as_str())) {
+                    let exists = match verified.get(&r.uid) {
+                        Some(&e) => e,
+                        None => {
+                            let owner = gc::ObjRef {
+                                api_version: r.api_version.clone(),
+                                kind: r.kind.clone(),
+                                namespace: obj.namespace.clone(),
+                                name: r.name.clone(),
+                                uid: r.uid.clone(),
+                            };
+                            let e = match resource_of(&owner) {
+                                // A kind we do not serve: never presumed gone by gc::reconcile.
+                                Err(_) => true,
+                                Ok(res) => cl
+                                    .get_meta_dynamic(
+                                        res,
+                                        obj.namespace.as_deref().unwrap_or(""),
+                                        &r.name,
+                                    )?
+                                    .is_some_and(|m| m.uid.as_deref() == Some(r.uid.as_str())),
+                            };
+                            verified.insert(r.uid.clone(), e);
+                            e
+                        }
+                    };
+                    alive |= exists;
+                }
+                if alive {
+                    lagging = true;
+                    continue;
+                }
+            }
             let (what, r) = match a {
                 GcAction::Delete { obj, propagation } => (
                     format!("{}/{}", obj.kind, obj.name),
@@ -1494,6 +1555,12 @@ impl<C: WatchCluster + 'static> Manager<C> {
                     err = Some(e);
                 }
             }
+        }
+        if lagging {
+            // The cache has not caught up with an owner yet: look again once it has.
+            self.shared
+                .queue
+                .add_at(Key::Gc, self.shared.clock.now() + Duration::seconds(1));
         }
         match err {
             // Already reported per object; the key is retried with backoff.
