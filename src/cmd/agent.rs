@@ -63,6 +63,8 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_registry: bool,
     #[command(flatten)]
+    pub controllers: super::cluster::ControllerArgs,
+    #[command(flatten)]
     pub node: NodeArgs,
 }
 
@@ -257,6 +259,7 @@ pub fn run_up(a: UpArgs, root: &Path) -> Result<i32> {
             data_dir.clone(),
             format!("sqlite://{}", data_dir.join("state.db").display()),
             true,
+            a.controllers.node_config(),
         )
         .await?;
         let registry = if a.no_registry {

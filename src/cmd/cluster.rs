@@ -33,6 +33,24 @@ pub struct ServerArgs {
     /// Where the CA, certificates and admin kubeconfig live (default: ROOT/cluster)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub controllers: ControllerArgs,
+}
+
+/// Controller settings shared by `gabang server` and `gabang up`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ControllerArgs {
+    /// How long a node's Lease may go unrenewed before the node is marked NotReady and its
+    /// pods are evicted: seconds or a duration like 40s, 1m (as kube-controller-manager)
+    #[arg(long, value_name = "DURATION", default_value = "40s",
+          value_parser = gabang_controllers::nodelifecycle::parse_duration)]
+    pub node_monitor_grace_period: chrono::Duration,
+}
+
+impl ControllerArgs {
+    pub fn node_config(&self) -> gabang_controllers::nodelifecycle::Config {
+        gabang_controllers::nodelifecycle::Config::with_grace(self.node_monitor_grace_period)
+    }
 }
 
 /// Runs a cluster command; returns the exit code.
@@ -46,7 +64,12 @@ pub fn run(cmd: ClusterCommand, root: &Path) -> Result<i32> {
 
 /// The controllers (Deployment, ReplicaSet, scheduler, endpoints, GC, node lifecycle) as
 /// a client of the API server, on a plain thread: their HTTP client blocks on its own runtime.
-fn start_controllers(addr: SocketAddr, ca_pem: String, token: String) {
+fn start_controllers(
+    addr: SocketAddr,
+    ca_pem: String,
+    token: String,
+    node: gabang_controllers::nodelifecycle::Config,
+) {
     use gabang_controllers::nodelifecycle::SystemClock;
     use gabang_controllers::runtime::{Config, Manager};
     let spawned = std::thread::Builder::new()
@@ -61,7 +84,11 @@ fn start_controllers(addr: SocketAddr, ca_pem: String, token: String) {
             };
             // Informers watch the API server; the worker blocks on its queue until a watch
             // event or a delayed key (lease expiry, progress deadline) needs it.
-            let mut m = Manager::new(cluster, std::sync::Arc::new(SystemClock), Config::default());
+            let config = Config {
+                node,
+                ..Config::default()
+            };
+            let mut m = Manager::new(cluster, std::sync::Arc::new(SystemClock), config);
             m.run();
         });
     if let Err(e) = spawned {
@@ -70,12 +97,14 @@ fn start_controllers(addr: SocketAddr, ca_pem: String, token: String) {
 }
 
 /// The API server on `store` (CA, certificates and admin kubeconfig under `data_dir`), and
-/// the controllers as its client unless `controllers` is false. Shared by `server` and `up`.
+/// the controllers (node lifecycle with `node`) as its client unless `controllers` is false.
+/// Shared by `server` and `up`.
 pub async fn start_control_plane(
     listen: SocketAddr,
     data_dir: PathBuf,
     store: String,
     controllers: bool,
+    node: gabang_controllers::nodelifecycle::Config,
 ) -> Result<gabang_apiserver::ServerHandle> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -91,6 +120,7 @@ pub async fn start_control_plane(
             handle.local_addr,
             handle.ca_pem.clone(),
             handle.token.clone(),
+            node,
         );
     }
     Ok(handle)
@@ -108,8 +138,14 @@ fn server(args: ServerArgs, root: &Path) -> Result<i32> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let handle =
-            start_control_plane(args.listen, data_dir, store, !args.no_controllers).await?;
+        let handle = start_control_plane(
+            args.listen,
+            data_dir,
+            store,
+            !args.no_controllers,
+            args.controllers.node_config(),
+        )
+        .await?;
         println!("API server listening on https://{}", handle.local_addr);
         println!("export KUBECONFIG={}", handle.kubeconfig.display());
         tokio::signal::ctrl_c()
@@ -118,4 +154,45 @@ fn server(args: ServerArgs, root: &Path) -> Result<i32> {
         handle.shutdown().await;
         Ok(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ClusterCommand,
+    }
+
+    fn grace(args: &[&str]) -> Result<i64, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        match cli.cmd {
+            ClusterCommand::Server(a) => Ok(a.controllers.node_config().grace.num_seconds()),
+            ClusterCommand::Up(a) => Ok(a.controllers.node_config().grace.num_seconds()),
+            ClusterCommand::Agent(_) => Err("agent".into()),
+        }
+    }
+
+    #[test]
+    fn node_monitor_grace_period_flag_on_server_and_up() {
+        assert_eq!(grace(&["g", "server"]), Ok(40));
+        assert_eq!(
+            grace(&["g", "server", "--node-monitor-grace-period", "20s"]),
+            Ok(20)
+        );
+        assert_eq!(
+            grace(&["g", "server", "--node-monitor-grace-period", "90"]),
+            Ok(90)
+        );
+        assert_eq!(grace(&["g", "up"]), Ok(40));
+        assert_eq!(
+            grace(&["g", "up", "--node-monitor-grace-period=1m"]),
+            Ok(60)
+        );
+        let bad = grace(&["g", "up", "--node-monitor-grace-period", "soon"]);
+        assert!(bad.is_err_and(|e| e.contains("invalid duration")));
+    }
 }

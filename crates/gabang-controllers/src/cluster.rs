@@ -68,6 +68,103 @@ impl<
 {
 }
 
+/// A served resource, as discovery describes it: what the garbage collector lists, watches,
+/// updates and deletes without a Rust type for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ApiResource {
+    /// "" for the core group.
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// The URL segment (`configmaps`).
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+impl ApiResource {
+    /// The resource of a k8s-openapi type.
+    pub fn of<K: Resource>() -> Self
+    where
+        K::Scope: 'static,
+    {
+        ApiResource {
+            group: K::GROUP.into(),
+            version: K::VERSION.into(),
+            kind: K::KIND.into(),
+            plural: K::URL_PATH_SEGMENT.into(),
+            namespaced: std::any::TypeId::of::<K::Scope>()
+                == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>(),
+        }
+    }
+
+    /// `v1`, `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The collection's path in `namespace` ("" = all namespaces, or cluster-scoped).
+    pub fn collection_path(&self, namespace: &str) -> String {
+        let base = if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        };
+        if namespace.is_empty() || !self.namespaced {
+            format!("{base}/{}", self.plural)
+        } else {
+            format!("{base}/namespaces/{namespace}/{}", self.plural)
+        }
+    }
+}
+
+/// The resources gabang's API server serves (what [`MemCluster`] reports as discovery).
+pub fn builtin_resources() -> Vec<ApiResource> {
+    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coord, core::v1 as core};
+    use k8s_openapi::api::{discovery::v1 as disc, networking::v1 as net};
+    vec![
+        ApiResource::of::<core::Namespace>(),
+        ApiResource::of::<core::Pod>(),
+        ApiResource::of::<core::Service>(),
+        ApiResource::of::<core::Endpoints>(),
+        ApiResource::of::<core::ConfigMap>(),
+        ApiResource::of::<core::Secret>(),
+        ApiResource::of::<core::Event>(),
+        ApiResource::of::<core::ServiceAccount>(),
+        ApiResource::of::<core::Node>(),
+        ApiResource::of::<apps::Deployment>(),
+        ApiResource::of::<apps::ReplicaSet>(),
+        ApiResource::of::<net::Ingress>(),
+        ApiResource::of::<net::IngressClass>(),
+        ApiResource::of::<coord::Lease>(),
+        ApiResource::of::<disc::EndpointSlice>(),
+    ]
+}
+
+/// Any object seen through its metadata only (the item of a metadata informer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaObject {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+}
+
+impl MetaObject {
+    /// From an object's JSON (full object or PartialObjectMetadata) of resource `r`.
+    pub fn from_json(r: &ApiResource, v: &serde_json::Value) -> Result<Self, ClusterError> {
+        let metadata = serde_json::from_value(v["metadata"].clone())
+            .map_err(|e| ClusterError::Api(format!("decode {} metadata: {e}", r.kind)))?;
+        Ok(MetaObject {
+            api_version: r.api_version(),
+            kind: r.kind.clone(),
+            metadata,
+        })
+    }
+}
+
 /// What controllers do to a cluster. Namespaced objects are addressed by (namespace, name);
 /// cluster-scoped ones use an empty namespace.
 pub trait Cluster: Send + Sync {
@@ -90,6 +187,31 @@ pub trait Cluster: Send + Sync {
     /// The node agent's final delete of a pod (gracePeriodSeconds=0): a bound pod deleted
     /// normally stays (terminating) until its agent has stopped it and calls this.
     fn force_delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError>;
+    /// [`Cluster::delete`] of any resource (a normal DELETE with a propagation policy).
+    fn delete_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+    ) -> Result<(), ClusterError>;
+    /// The metadata of one object of any resource (None if there is no such object).
+    fn get_meta_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ClusterError>;
+    /// Read the object of any resource, change its metadata with `f` and write it back
+    /// (whatever the latest version is). Returns the stored object (JSON), None if there is
+    /// no such object.
+    fn update_meta_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        f: &dyn Fn(&mut ObjectMeta),
+    ) -> Result<Option<serde_json::Value>, ClusterError>;
 }
 
 /// Tells blocking watches to end. Cloned handles share one signal; set once.
@@ -133,6 +255,18 @@ pub trait WatchCluster: Cluster {
     fn latest_version(&self) -> Option<u64> {
         None
     }
+    /// The resources served that can be listed, watched and deleted (subresources left out).
+    fn discover(&self) -> Result<Vec<ApiResource>, ClusterError>;
+    /// [`WatchCluster::list_versioned`] of any resource, metadata only.
+    fn list_meta(&self, resource: &ApiResource) -> Result<(Vec<MetaObject>, String), ClusterError>;
+    /// [`WatchCluster::watch`] of any resource, metadata only.
+    fn watch_meta(
+        &self,
+        resource: &ApiResource,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<MetaObject>) -> bool,
+    ) -> Result<(), ClusterError>;
 }
 
 type Key = (String, String, String); // (apiVersion/kind, namespace, name)
@@ -246,20 +380,34 @@ impl MemCluster {
     }
 
     fn write<K: Object>(&self, obj: &K, status_only: bool) -> Result<K, ClusterError> {
-        let mut st = self.lock();
         let key = key_of(obj);
+        let v = self.write_raw(key, K::KIND, to_json(obj)?, status_only)?;
+        from_json(&v)
+    }
+
+    /// Replace the stored object `key` with `new` (JSON; `status_only`: its status only),
+    /// with the API server's rules; returns what was stored.
+    fn write_raw(
+        &self,
+        key: Key,
+        kind: &str,
+        mut new: serde_json::Value,
+        status_only: bool,
+    ) -> Result<serde_json::Value, ClusterError> {
+        let mut st = self.lock();
         let Some(old) = st.objects.get(&key).cloned() else {
-            return Err(Self::not_found::<K>(&key.1, &key.2));
+            return Err(ClusterError::NotFound {
+                kind: kind.into(),
+                key: format!("{}/{}", key.1, key.2),
+            });
         };
-        let old_obj: K = from_json(&old)?;
-        let mut new = to_json(obj)?;
         if let (Some(rv_new), Some(rv_old)) = (
-            &obj.metadata().resource_version,
-            &old_obj.metadata().resource_version,
+            new["metadata"]["resourceVersion"].as_str(),
+            old["metadata"]["resourceVersion"].as_str(),
         ) {
             if rv_new != rv_old {
                 return Err(ClusterError::Conflict {
-                    kind: K::KIND.into(),
+                    kind: kind.into(),
                     key: format!("{}/{}", key.1, key.2),
                     message: format!("resourceVersion {rv_new} is not the latest ({rv_old})"),
                 });
@@ -290,19 +438,139 @@ impl MemCluster {
         let finalizers_empty = new["metadata"]["finalizers"]
             .as_array()
             .is_none_or(|a| a.is_empty())
-            && !namespace_finalizers(K::KIND, &new);
-        let out: K = from_json(&new)?;
+            && !namespace_finalizers(kind, &new);
         if deleting && finalizers_empty {
             st.objects.remove(&key);
-            st.record(&key.0, 2, new);
+            st.record(&key.0, 2, new.clone());
         } else {
             st.objects.insert(key.clone(), new.clone());
-            st.record(&key.0, 1, new);
+            st.record(&key.0, 1, new.clone());
         }
         drop(st);
         self.changed.notify_all();
-        Ok(out)
+        Ok(new)
     }
+
+    /// Delete the stored object `key` (`kind` for errors and namespace rules).
+    fn delete_raw(
+        &self,
+        key: Key,
+        kind: &str,
+        propagation: Propagation,
+    ) -> Result<(), ClusterError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let Some(v) = st.objects.get(&key) else {
+            return Err(ClusterError::NotFound {
+                kind: kind.into(),
+                key: format!("{}/{}", key.1, key.2),
+            });
+        };
+        let mut v = v.clone();
+        if !v["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(());
+        }
+        let spec_fins = namespace_finalizers(kind, &v);
+        let mut fins: Vec<serde_json::Value> = v["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        match propagation {
+            Propagation::Foreground => fins.push(serde_json::json!(FOREGROUND)),
+            Propagation::Orphan => fins.push(serde_json::json!(ORPHAN)),
+            Propagation::Background => {}
+        }
+        st.seq += 1;
+        v["metadata"]["resourceVersion"] = serde_json::json!(st.seq.to_string());
+        if fins.is_empty() && !spec_fins {
+            st.objects.remove(&key);
+            st.record(&key.0, 2, v);
+        } else {
+            v["metadata"]["finalizers"] = serde_json::json!(fins);
+            v["metadata"]["deletionTimestamp"] = serde_json::to_value(Time(now))
+                .map_err(|e| ClusterError::Api(format!("encode time: {e}")))?;
+            st.objects.insert(key.clone(), v.clone());
+            st.record(&key.0, 1, v);
+        }
+        drop(st);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Watch objects of type key `tk` after `resource_version`, as JSON.
+    fn watch_raw(
+        &self,
+        tk: &str,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<serde_json::Value>) -> Result<bool, ClusterError>,
+    ) -> Result<(), ClusterError> {
+        let mut from: u64 = resource_version
+            .parse()
+            .map_err(|_| ClusterError::Api(format!("bad resourceVersion {resource_version:?}")))?;
+        loop {
+            let mut batch = Vec::new();
+            let head;
+            {
+                let mut st = self.lock();
+                while st.seq <= from && !stop.is_stopped() {
+                    let (g, _) = self
+                        .changed
+                        .wait_timeout(st, std::time::Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner());
+                    st = g;
+                }
+                if stop.is_stopped() {
+                    return Ok(());
+                }
+                if from < st.compacted {
+                    let at = st.compacted;
+                    drop(st);
+                    on_event(WatchEvent::Error(format!(
+                        "410 Gone: too old resource version {from} (compacted at {at})"
+                    )))?;
+                    return Ok(());
+                }
+                let start = st.log.partition_point(|e| e.seq <= from);
+                for e in st.log.range(start..) {
+                    if e.kind == tk {
+                        batch.push((e.ty, e.obj.clone()));
+                    }
+                }
+                head = st.seq;
+            }
+            for (ty, v) in batch {
+                let ev = match ty {
+                    0 => WatchEvent::Added(v),
+                    1 => WatchEvent::Modified(v),
+                    _ => WatchEvent::Deleted(v),
+                };
+                if !on_event(ev)? {
+                    return Ok(());
+                }
+            }
+            from = head;
+            // Caught up: a bookmark says how far this watch has seen.
+            if !on_event(WatchEvent::Bookmark(head.to_string()))? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn list_raw(&self, tk: &str) -> (Vec<serde_json::Value>, u64) {
+        let st = self.lock();
+        let items = st
+            .objects
+            .range((tk.to_string(), String::new(), String::new())..)
+            .take_while(|(k, _)| k.0 == tk)
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, st.seq)
+    }
+}
+
+fn dyn_type_key(r: &ApiResource) -> String {
+    format!("{}/{}", r.api_version(), r.kind)
 }
 
 impl Cluster for MemCluster {
@@ -383,39 +651,57 @@ impl Cluster for MemCluster {
         propagation: Propagation,
     ) -> Result<(), ClusterError> {
         let key = (type_key::<K>(), namespace.to_string(), name.to_string());
-        let now = self.clock.now();
-        let mut st = self.lock();
-        let Some(v) = st.objects.get(&key) else {
-            return Err(Self::not_found::<K>(namespace, name));
+        self.delete_raw(key, K::KIND, propagation)
+    }
+
+    fn delete_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+    ) -> Result<(), ClusterError> {
+        let ns = if resource.namespaced { namespace } else { "" };
+        let key = (dyn_type_key(resource), ns.to_string(), name.to_string());
+        self.delete_raw(key, &resource.kind, propagation)
+    }
+
+    fn get_meta_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ClusterError> {
+        let ns = if resource.namespaced { namespace } else { "" };
+        let key = (dyn_type_key(resource), ns.to_string(), name.to_string());
+        let v = self.lock().objects.get(&key).cloned();
+        v.map(|v| MetaObject::from_json(resource, &v).map(|m| m.metadata))
+            .transpose()
+    }
+
+    fn update_meta_dynamic(
+        &self,
+        resource: &ApiResource,
+        namespace: &str,
+        name: &str,
+        f: &dyn Fn(&mut ObjectMeta),
+    ) -> Result<Option<serde_json::Value>, ClusterError> {
+        let ns = if resource.namespaced { namespace } else { "" };
+        let key = (dyn_type_key(resource), ns.to_string(), name.to_string());
+        let Some(mut v) = self.lock().objects.get(&key).cloned() else {
+            return Ok(None);
         };
-        let mut obj: K = from_json(v)?;
-        let m = obj.metadata_mut();
-        if m.deletion_timestamp.is_some() {
-            return Ok(());
+        let mut meta: ObjectMeta = serde_json::from_value(v["metadata"].clone())
+            .map_err(|e| ClusterError::Api(format!("decode {} metadata: {e}", resource.kind)))?;
+        f(&mut meta);
+        meta.resource_version = None;
+        v["metadata"] = serde_json::to_value(&meta)
+            .map_err(|e| ClusterError::Api(format!("encode {} metadata: {e}", resource.kind)))?;
+        match self.write_raw(key, &resource.kind, v, false) {
+            Ok(v) => Ok(Some(v)),
+            Err(ClusterError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
-        let spec_fins = namespace_finalizers(K::KIND, v);
-        let fins = m.finalizers.get_or_insert_with(Vec::new);
-        match propagation {
-            Propagation::Foreground => fins.push(FOREGROUND.into()),
-            Propagation::Orphan => fins.push(ORPHAN.into()),
-            Propagation::Background => {}
-        }
-        st.seq += 1;
-        if fins.is_empty() && !spec_fins {
-            m.resource_version = Some(st.seq.to_string());
-            st.objects.remove(&key);
-            let v = to_json(&obj)?;
-            st.record(&key.0, 2, v);
-        } else {
-            m.deletion_timestamp = Some(Time(now));
-            m.resource_version = Some(st.seq.to_string());
-            let v = to_json(&obj)?;
-            st.objects.insert(key.clone(), v.clone());
-            st.record(&key.0, 1, v);
-        }
-        drop(st);
-        self.changed.notify_all();
-        Ok(())
     }
 
     fn force_delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
@@ -481,58 +767,36 @@ impl WatchCluster for MemCluster {
         stop: &StopSignal,
         on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
     ) -> Result<(), ClusterError> {
-        let mut from: u64 = resource_version
-            .parse()
-            .map_err(|_| ClusterError::Api(format!("bad resourceVersion {resource_version:?}")))?;
-        let tk = type_key::<K>();
-        loop {
-            let mut batch = Vec::new();
-            let head;
-            {
-                let mut st = self.lock();
-                while st.seq <= from && !stop.is_stopped() {
-                    let (g, _) = self
-                        .changed
-                        .wait_timeout(st, std::time::Duration::from_millis(100))
-                        .unwrap_or_else(|e| e.into_inner());
-                    st = g;
-                }
-                if stop.is_stopped() {
-                    return Ok(());
-                }
-                if from < st.compacted {
-                    let at = st.compacted;
-                    drop(st);
-                    on_event(WatchEvent::Error(format!(
-                        "410 Gone: too old resource version {from} (compacted at {at})"
-                    )));
-                    return Ok(());
-                }
-                let start = st.log.partition_point(|e| e.seq <= from);
-                for e in st.log.range(start..) {
-                    if e.kind == tk {
-                        batch.push((e.ty, e.obj.clone()));
-                    }
-                }
-                head = st.seq;
-            }
-            for (ty, v) in batch {
-                let obj: K = from_json(&v)?;
-                let ev = match ty {
-                    0 => WatchEvent::Added(obj),
-                    1 => WatchEvent::Modified(obj),
-                    _ => WatchEvent::Deleted(obj),
-                };
-                if !on_event(ev) {
-                    return Ok(());
-                }
-            }
-            from = head;
-            // Caught up: a bookmark says how far this watch has seen.
-            if !on_event(WatchEvent::Bookmark(head.to_string())) {
-                return Ok(());
-            }
-        }
+        self.watch_raw(&type_key::<K>(), resource_version, stop, &mut |ev| {
+            Ok(on_event(ev.try_map(|v| from_json::<K>(&v))?))
+        })
+    }
+
+    fn discover(&self) -> Result<Vec<ApiResource>, ClusterError> {
+        Ok(builtin_resources())
+    }
+
+    fn list_meta(&self, resource: &ApiResource) -> Result<(Vec<MetaObject>, String), ClusterError> {
+        let (items, seq) = self.list_raw(&dyn_type_key(resource));
+        let items = items
+            .iter()
+            .map(|v| MetaObject::from_json(resource, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((items, seq.to_string()))
+    }
+
+    fn watch_meta(
+        &self,
+        resource: &ApiResource,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<MetaObject>) -> bool,
+    ) -> Result<(), ClusterError> {
+        self.watch_raw(&dyn_type_key(resource), resource_version, stop, &mut |ev| {
+            Ok(on_event(
+                ev.try_map(|v| MetaObject::from_json(resource, &v))?,
+            ))
+        })
     }
 
     fn latest_version(&self) -> Option<u64> {

@@ -28,6 +28,40 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const HASH_LABEL: &str = "pod-template-hash";
+/// What `kubectl rollout history` shows per revision (set by `kubectl annotate` or the
+/// deprecated `--record`): kept on the new ReplicaSet as on the Deployment.
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+const ROLLBACK_TO: &str = "deprecated.deployment.rollback.to";
+
+/// Deployment annotations that are not copied to its ReplicaSets (Kubernetes'
+/// `skipCopyAnnotation`, and kubectl's own).
+fn skip_copy_annotation(k: &str) -> bool {
+    k.starts_with("kubectl.kubernetes.io/")
+        || [
+            REVISION,
+            REVISION_HISTORY,
+            DESIRED_REPLICAS,
+            MAX_REPLICAS,
+            ROLLBACK_TO,
+        ]
+        .contains(&k)
+}
+
+/// Kubernetes' `copyDeploymentAnnotationsToReplicaSet`: the Deployment's annotations (those
+/// not skipped) onto `rs`, overwriting; returns whether anything changed.
+fn copy_annotations(d: &Deployment, rs: &mut ReplicaSet) -> bool {
+    let mut changed = false;
+    let a = rs.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    for (k, v) in d.metadata.annotations.iter().flatten() {
+        if skip_copy_annotation(k) || a.get(k) == Some(v) {
+            continue;
+        }
+        a.insert(k.clone(), v.clone());
+        changed = true;
+    }
+    changed
+}
 
 /// A change to a ReplicaSet the controller asks the API server for.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +322,7 @@ pub fn new_replica_set(
         .get_or_insert_with(BTreeMap::new)
         .insert(HASH_LABEL.into(), hash.clone());
     let mut annotations = d.metadata.annotations.clone().unwrap_or_default();
-    annotations.retain(|k, _| !k.starts_with("kubectl.kubernetes.io/") && k != REVISION);
+    annotations.retain(|k, _| !skip_copy_annotation(k));
     annotations.insert(REVISION.into(), revision.to_string());
     let mut rs = ReplicaSet {
         metadata: ObjectMeta {
@@ -366,14 +400,19 @@ pub fn reconcile<P: Borrow<Pod>>(
     let mut created = false;
     let mut progressed = false;
 
-    // Revision: the new RS always carries the highest revision (bumped on rollback).
+    // Revision: the new RS always carries the highest revision (bumped on rollback), and the
+    // Deployment's annotations (its change-cause: what `rollout history` shows).
     if let Some(i) = w.new {
+        let mut changed = copy_annotations(d, &mut w.rss[i]);
         if revision(&w.rss[i]) <= max_old_rev {
             w.rss[i]
                 .metadata
                 .annotations
                 .get_or_insert_with(BTreeMap::new)
                 .insert(REVISION.into(), (max_old_rev + 1).to_string());
+            changed = true;
+        }
+        if changed {
             w.push_update(i);
         }
     }

@@ -24,6 +24,8 @@ use crate::common::{map_selector_matches, pod_ready, pod_terminated, ObjectKey};
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// Endpoints objects used as leader-election locks (no Service behind them): never removed.
+pub const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 /// Endpoints per slice (Kubernetes' default `--max-endpoints-per-slice`).
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
@@ -32,6 +34,7 @@ pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 pub enum Action {
     CreateEndpoints(Box<Endpoints>),
     UpdateEndpoints(Box<Endpoints>),
+    DeleteEndpoints(ObjectKey),
     CreateSlice(Box<discovery::EndpointSlice>),
     UpdateSlice(Box<discovery::EndpointSlice>),
     DeleteSlice(ObjectKey),
@@ -337,6 +340,40 @@ pub fn reconcile<P: Borrow<Pod>>(
     actions
 }
 
+/// The Service `namespace/name` is gone: its Endpoints (same name) and the EndpointSlices we
+/// manage for it go too (Kubernetes' endpoints controller deletes them when the Service goes).
+pub fn for_deleted_service(
+    namespace: &str,
+    name: &str,
+    existing: Option<&Endpoints>,
+    slices: &[discovery::EndpointSlice],
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if let Some(e) = existing {
+        let lock = e
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(LEADER_ANNOTATION));
+        if !lock && e.metadata.deletion_timestamp.is_none() {
+            actions.push(Action::DeleteEndpoints(ObjectKey::of(&e.metadata)));
+        }
+    }
+    for sl in slices {
+        let l = sl.metadata.labels.as_ref();
+        if sl.metadata.namespace.as_deref() == Some(namespace)
+            && sl.metadata.deletion_timestamp.is_none()
+            && l.and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .map(String::as_str)
+                == Some(name)
+            && l.and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY)
+        {
+            actions.push(Action::DeleteSlice(ObjectKey::of(&sl.metadata)));
+        }
+    }
+    actions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +583,55 @@ mod tests {
         assert_eq!(
             slices.iter().map(|s| s.endpoints.len()).collect::<Vec<_>>(),
             vec![100, 100, 50]
+        );
+    }
+
+    #[test]
+    fn deleted_service_takes_its_endpoints_and_slices() {
+        let s = svc(IntOrString::Int(8080));
+        let pods = vec![web_pod("a", "10.0.0.1", true, None)];
+        let mut ep = None;
+        let mut slices = Vec::new();
+        for a in reconcile(&s, &pods, None, &[]) {
+            match a {
+                Action::CreateEndpoints(e) => ep = Some(*e),
+                Action::CreateSlice(sl) => slices.push(*sl),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let ep = ep.unwrap();
+        let mut foreign = slices[0].clone();
+        foreign.metadata.name = Some("by-someone-else".into());
+        foreign
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(MANAGED_BY_LABEL.into(), "other-controller".into());
+        let mut of_other = slices[0].clone();
+        of_other.metadata.name = Some("other-svc-abc".into());
+        of_other
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(SERVICE_NAME_LABEL.into(), "other".into());
+        slices.push(foreign);
+        slices.push(of_other);
+        let got = for_deleted_service("ns", "web", Some(&ep), &slices);
+        assert_eq!(
+            got,
+            vec![
+                Action::DeleteEndpoints(ObjectKey::of(&ep.metadata)),
+                Action::DeleteSlice(ObjectKey::of(&slices[0].metadata)),
+            ]
+        );
+        // A leader-election lock of the same name stays.
+        let mut lock = ep.clone();
+        lock.metadata.annotations = Some(labels(&[(LEADER_ANNOTATION, "{}")]));
+        assert_eq!(
+            for_deleted_service("ns", "web", Some(&lock), &[]),
+            Vec::<Action>::new()
         );
     }
 }

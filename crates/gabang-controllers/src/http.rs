@@ -18,7 +18,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 
-use crate::cluster::{Cluster, ClusterError, Object, StopSignal, WatchCluster};
+use crate::cluster::{
+    ApiResource, Cluster, ClusterError, MetaObject, Object, StopSignal, WatchCluster,
+};
 
 /// A sent request: its response, the sender (the connection lives while it does) and the
 /// connection task.
@@ -39,6 +41,19 @@ pub enum WatchEvent<K> {
     Bookmark(String),
     /// The server ended the watch with an error (e.g. 410 Gone: relist).
     Error(String),
+}
+
+impl<K> WatchEvent<K> {
+    /// The same event with its object converted by `f`.
+    pub fn try_map<T, E>(self, f: impl FnOnce(K) -> Result<T, E>) -> Result<WatchEvent<T>, E> {
+        Ok(match self {
+            WatchEvent::Added(o) => WatchEvent::Added(f(o)?),
+            WatchEvent::Modified(o) => WatchEvent::Modified(f(o)?),
+            WatchEvent::Deleted(o) => WatchEvent::Deleted(f(o)?),
+            WatchEvent::Bookmark(v) => WatchEvent::Bookmark(v),
+            WatchEvent::Error(e) => WatchEvent::Error(e),
+        })
+    }
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
@@ -121,13 +136,13 @@ fn is_list_path(path: &str, core: bool) -> bool {
     segs.len() == base + 1 || (segs.len() == base + 3 && segs.get(base) == Some(&"namespaces"))
 }
 
-fn error_of<K: Resource>(code: u16, body: &[u8], key: String) -> ClusterError {
+fn error_of(kind: &str, code: u16, body: &[u8], key: String) -> ClusterError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let message = v["message"]
         .as_str()
         .map(String::from)
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let kind = K::KIND.to_string();
+    let kind = kind.to_string();
     match (code, v["reason"].as_str()) {
         (404, _) => ClusterError::NotFound { kind, key },
         (409, Some("AlreadyExists")) => ClusterError::AlreadyExists { kind, key },
@@ -206,13 +221,14 @@ impl HttpCluster {
         method: http::Method,
         path: &str,
         body: Option<Value>,
+        accept: &str,
     ) -> Result<(u16, Bytes), ClusterError> {
         let body = match body {
             Some(v) => serde_json::to_vec(&v).map_err(api)?,
             None => Vec::new(),
         };
         self.rt.block_on(async {
-            let mut req = self.build_request(method, path, Some(body))?;
+            let mut req = self.build_request(method, path, Some(body), accept)?;
             while let Some(mut c) = self.take_pooled() {
                 if c.sender.ready().await.is_err() {
                     c.task.abort();
@@ -280,6 +296,7 @@ impl HttpCluster {
         method: http::Method,
         path: &str,
         body: Option<Vec<u8>>,
+        accept: &str,
     ) -> Result<http::Request<Full<Bytes>>, ClusterError> {
         let mut req = http::Request::builder()
             .method(method)
@@ -289,7 +306,7 @@ impl HttpCluster {
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        req.header("accept", "application/json")
+        req.header("accept", accept)
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(api)
     }
@@ -328,9 +345,10 @@ impl HttpCluster {
         method: http::Method,
         path: &str,
         body: Option<Vec<u8>>,
+        accept: &str,
     ) -> Result<Sent, ClusterError> {
         let (mut sender, conn) = self.connect().await?;
-        let req = self.build_request(method, path, body)?;
+        let req = self.build_request(method, path, body, accept)?;
         match sender.send_request(req).await {
             Ok(resp) => Ok((resp, sender, conn)),
             Err(e) => {
@@ -399,7 +417,6 @@ impl HttpCluster {
         stop: Option<tokio::sync::watch::Receiver<bool>>,
         on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
     ) -> Result<(), (Option<u16>, ClusterError)> {
-        self.counters.watches.fetch_add(1, Ordering::Relaxed);
         let mut path = format!(
             "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
             collection::<K>(namespace),
@@ -408,10 +425,32 @@ impl HttpCluster {
         if !field_selector.is_empty() {
             path = format!("{path}&fieldSelector={}", encode_query(field_selector));
         }
+        self.watch_raw(
+            &path,
+            K::KIND,
+            &format!("{namespace}/*"),
+            "application/json",
+            stop,
+            &mut |ev| Ok(on_event(ev.try_map(decode::<K>)?)),
+        )
+    }
+
+    /// One watch request of `path`, its events as JSON objects, until `on_event` returns
+    /// false (or fails), `stop` changes or the stream ends.
+    fn watch_raw(
+        &self,
+        path: &str,
+        kind: &str,
+        key: &str,
+        accept: &str,
+        stop: Option<tokio::sync::watch::Receiver<bool>>,
+        on_event: &mut dyn FnMut(WatchEvent<Value>) -> Result<bool, ClusterError>,
+    ) -> Result<(), (Option<u16>, ClusterError)> {
+        self.counters.watches.fetch_add(1, Ordering::Relaxed);
         let mut stop = stop;
         self.rt.block_on(async {
             let (resp, sender, conn) = self
-                .send(http::Method::GET, &path, None)
+                .send(http::Method::GET, path, None, accept)
                 .await
                 .map_err(|e| (None, e))?;
             let status = resp.status().as_u16();
@@ -421,7 +460,7 @@ impl HttpCluster {
                 conn.abort();
                 return Err((
                     Some(status),
-                    error_of::<K>(status, &bytes, format!("{namespace}/*")),
+                    error_of(kind, status, &bytes, key.to_string()),
                 ));
             }
             let mut buf: Vec<u8> = Vec::new();
@@ -443,7 +482,7 @@ impl HttpCluster {
                 };
                 let frame = match frame {
                     None => break 'read Ok(()),
-                    Some(Err(e)) => break 'read Err(api(format!("watch {}: {e}", K::KIND))),
+                    Some(Err(e)) => break 'read Err(api(format!("watch {kind}: {e}"))),
                     Some(Ok(f)) => f,
                 };
                 let Ok(data) = frame.into_data() else {
@@ -457,15 +496,13 @@ impl HttpCluster {
                     }
                     let v: Value = match serde_json::from_slice(&line) {
                         Ok(v) => v,
-                        Err(e) => {
-                            break 'read Err(api(format!("watch {}: bad event: {e}", K::KIND)))
-                        }
+                        Err(e) => break 'read Err(api(format!("watch {kind}: bad event: {e}"))),
                     };
                     let obj = v["object"].clone();
                     let ev = match v["type"].as_str().unwrap_or("") {
-                        "ADDED" => WatchEvent::Added(decode(obj).map_err(|e| (None, e))?),
-                        "MODIFIED" => WatchEvent::Modified(decode(obj).map_err(|e| (None, e))?),
-                        "DELETED" => WatchEvent::Deleted(decode(obj).map_err(|e| (None, e))?),
+                        "ADDED" => WatchEvent::Added(obj),
+                        "MODIFIED" => WatchEvent::Modified(obj),
+                        "DELETED" => WatchEvent::Deleted(obj),
                         "BOOKMARK" => WatchEvent::Bookmark(
                             obj["metadata"]["resourceVersion"]
                                 .as_str()
@@ -480,8 +517,10 @@ impl HttpCluster {
                             None => obj["message"].as_str().unwrap_or("watch error").to_string(),
                         }),
                     };
-                    if !on_event(ev) {
-                        break 'read Ok(());
+                    match on_event(ev) {
+                        Ok(true) => {}
+                        Ok(false) => break 'read Ok(()),
+                        Err(e) => break 'read Err(e),
                     }
                 }
             };
@@ -499,20 +538,56 @@ impl HttpCluster {
         body: Option<Value>,
         key: String,
     ) -> Result<Value, ClusterError> {
+        self.call_raw(
+            method,
+            path,
+            body,
+            K::KIND,
+            Some(K::GROUP.is_empty()),
+            key,
+            "application/json",
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_raw(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+        kind: &str,
+        // The resource's group is the core group; None: `path` is no resource (discovery).
+        core: Option<bool>,
+        key: String,
+        accept: &str,
+    ) -> Result<Value, ClusterError> {
         let c = &self.counters;
         let counter = if method != http::Method::GET {
             &c.writes
-        } else if is_list_path(path, K::GROUP.is_empty()) {
+        } else if core.is_some_and(|core| is_list_path(path, core)) {
             &c.lists
         } else {
             &c.gets
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let (code, bytes) = self.request(method, path, body)?;
+        let (code, bytes) = self.request(method, path, body, accept)?;
         if !(200..300).contains(&code) {
-            return Err(error_of::<K>(code, &bytes, key));
+            return Err(error_of(kind, code, &bytes, key));
         }
-        serde_json::from_slice(&bytes).map_err(|e| api(format!("{} {key}: response: {e}", K::KIND)))
+        serde_json::from_slice(&bytes).map_err(|e| api(format!("{kind} {key}: response: {e}")))
+    }
+
+    /// GET a discovery document.
+    fn discovery_doc(&self, path: &str) -> Result<Value, ClusterError> {
+        self.call_raw(
+            http::Method::GET,
+            path,
+            None,
+            "APIResourceList",
+            None,
+            path.to_string(),
+            "application/json",
+        )
     }
 
     fn path_of<K: Object>(obj: &K) -> (String, String) {
@@ -526,12 +601,130 @@ impl HttpCluster {
     }
 }
 
+fn policy_name(p: Propagation) -> &'static str {
+    match p {
+        Propagation::Background => "Background",
+        Propagation::Foreground => "Foreground",
+        Propagation::Orphan => "Orphan",
+    }
+}
+
 /// How long one watch request may stay open before it is renewed (from the last version).
 const WATCH_TIMEOUT_SECS: u64 = 300;
+
+/// Metadata is all the garbage collector needs: a Kubernetes API server then sends
+/// PartialObjectMetadata (ours sends whole objects, read the same way).
+const ACCEPT_META_LIST: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+const ACCEPT_META: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+
+/// The resources of one APIResourceList that can be listed, watched and deleted.
+fn resources_of(doc: &Value, group: &str, version: &str) -> Vec<ApiResource> {
+    let mut out = Vec::new();
+    for r in doc["resources"].as_array().into_iter().flatten() {
+        let name = r["name"].as_str().unwrap_or("");
+        let verbs: Vec<&str> = r["verbs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if name.is_empty()
+            || name.contains('/')
+            || !["list", "watch", "delete"]
+                .iter()
+                .all(|v| verbs.contains(v))
+        {
+            continue;
+        }
+        out.push(ApiResource {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: r["kind"].as_str().unwrap_or("").to_string(),
+            plural: name.to_string(),
+            namespaced: r["namespaced"].as_bool().unwrap_or(false),
+        });
+    }
+    out
+}
 
 impl WatchCluster for HttpCluster {
     fn list_versioned<K: Object>(&self) -> Result<(Vec<K>, String), ClusterError> {
         self.list_in("", "")
+    }
+
+    fn discover(&self) -> Result<Vec<ApiResource>, ClusterError> {
+        let mut out = resources_of(&self.discovery_doc("/api/v1")?, "", "v1");
+        let groups = self.discovery_doc("/apis")?;
+        for g in groups["groups"].as_array().into_iter().flatten() {
+            let name = g["name"].as_str().unwrap_or("");
+            let Some(gv) = g["preferredVersion"]["groupVersion"].as_str() else {
+                continue;
+            };
+            let version = gv.rsplit('/').next().unwrap_or("");
+            if name.is_empty() || version.is_empty() {
+                continue;
+            }
+            out.extend(resources_of(
+                &self.discovery_doc(&format!("/apis/{gv}"))?,
+                name,
+                version,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn list_meta(&self, r: &ApiResource) -> Result<(Vec<MetaObject>, String), ClusterError> {
+        let v = self.call_raw(
+            http::Method::GET,
+            &r.collection_path(""),
+            None,
+            &r.kind,
+            Some(r.group.is_empty()),
+            "*".into(),
+            ACCEPT_META_LIST,
+        )?;
+        let rv = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        let items = v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| MetaObject::from_json(r, o))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((items, rv))
+    }
+
+    fn watch_meta(
+        &self,
+        r: &ApiResource,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<MetaObject>) -> bool,
+    ) -> Result<(), ClusterError> {
+        let path = format!(
+            "{}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={WATCH_TIMEOUT_SECS}",
+            r.collection_path(""),
+            encode_query(resource_version)
+        );
+        match self.watch_raw(
+            &path,
+            &r.kind,
+            "*",
+            ACCEPT_META,
+            Some(stop.subscribe()),
+            &mut |ev| Ok(on_event(ev.try_map(|o| MetaObject::from_json(r, &o))?)),
+        ) {
+            Ok(()) => Ok(()),
+            Err((Some(410), e)) => {
+                on_event(WatchEvent::Error(format!("410 {e}")));
+                Ok(())
+            }
+            Err((_, e)) => Err(e),
+        }
     }
 
     fn watch<K: Object>(
@@ -623,13 +816,7 @@ impl Cluster for HttpCluster {
         name: &str,
         propagation: Propagation,
     ) -> Result<(), ClusterError> {
-        let policy = match propagation {
-            Propagation::Background => "Background",
-            Propagation::Foreground => "Foreground",
-            Propagation::Orphan => "Orphan",
-        };
-        let body =
-            json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": policy});
+        let body = json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": policy_name(propagation)});
         self.call::<K>(
             http::Method::DELETE,
             &format!("{}/{name}", collection::<K>(namespace)),
@@ -648,6 +835,92 @@ impl Cluster for HttpCluster {
             format!("{namespace}/{name}"),
         )
         .map(|_| ())
+    }
+
+    fn delete_dynamic(
+        &self,
+        r: &ApiResource,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+    ) -> Result<(), ClusterError> {
+        let body = json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": policy_name(propagation)});
+        self.call_raw(
+            http::Method::DELETE,
+            &format!("{}/{name}", r.collection_path(namespace)),
+            Some(body),
+            &r.kind,
+            Some(r.group.is_empty()),
+            format!("{namespace}/{name}"),
+            "application/json",
+        )
+        .map(|_| ())
+    }
+
+    fn get_meta_dynamic(
+        &self,
+        r: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>, ClusterError>
+    {
+        let ns = if r.namespaced { namespace } else { "" };
+        match self.call_raw(
+            http::Method::GET,
+            &format!("{}/{name}", r.collection_path(ns)),
+            None,
+            &r.kind,
+            Some(r.group.is_empty()),
+            format!("{ns}/{name}"),
+            ACCEPT_META,
+        ) {
+            Ok(v) => MetaObject::from_json(r, &v).map(|m| Some(m.metadata)),
+            Err(ClusterError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn update_meta_dynamic(
+        &self,
+        r: &ApiResource,
+        namespace: &str,
+        name: &str,
+        f: &dyn Fn(&mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta),
+    ) -> Result<Option<Value>, ClusterError> {
+        let path = format!("{}/{name}", r.collection_path(namespace));
+        let key = format!("{namespace}/{name}");
+        let call = |method, body| {
+            self.call_raw(
+                method,
+                &path,
+                body,
+                &r.kind,
+                Some(r.group.is_empty()),
+                key.clone(),
+                "application/json",
+            )
+        };
+        let mut v = match call(http::Method::GET, None) {
+            Ok(v) => v,
+            Err(ClusterError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+            serde_json::from_value(v["metadata"].clone())
+                .map_err(|e| api(format!("decode {} {key} metadata: {e}", r.kind)))?;
+        f(&mut meta);
+        meta.resource_version = None;
+        v["metadata"] = serde_json::to_value(&meta).map_err(api)?;
+        match call(http::Method::PUT, Some(v)) {
+            Ok(mut v) => {
+                // Items and replies may come without them.
+                v["apiVersion"] = json!(r.api_version());
+                v["kind"] = json!(r.kind);
+                Ok(Some(v))
+            }
+            Err(ClusterError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClusterError> {

@@ -15,7 +15,27 @@ use std::time::Duration as StdDuration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::cluster::{Object, StopSignal, WatchCluster, WatchEvent};
+use crate::cluster::{
+    ApiResource, ClusterError, MetaObject, Object, StopSignal, WatchCluster, WatchEvent,
+};
+
+/// What a [`Store`] holds: any object with metadata (a typed k8s-openapi object, or a
+/// [`MetaObject`] of a metadata informer).
+pub trait Cached: Clone + Send + 'static {
+    fn meta(&self) -> &ObjectMeta;
+}
+
+impl<T: Object> Cached for T {
+    fn meta(&self) -> &ObjectMeta {
+        self.metadata()
+    }
+}
+
+impl Cached for MetaObject {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
 
 /// `namespace/name` (cluster-scoped: `/name`).
 pub fn store_key(m: &ObjectMeta) -> String {
@@ -57,7 +77,7 @@ impl<K> Default for Store<K> {
 /// A change: (old, new); None = absent.
 type Diff<K> = (Option<Arc<K>>, Option<Arc<K>>);
 
-impl<K: Object> Store<K> {
+impl<K: Cached> Store<K> {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner<K>> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -109,13 +129,13 @@ impl<K: Object> Store<K> {
 
     /// A watch event's object; keeps the newer of cached and seen. Returns (old, stored).
     fn apply(&self, obj: K) -> (Option<Arc<K>>, Arc<K>) {
-        let key = store_key(obj.metadata());
+        let key = store_key(obj.meta());
         let mut g = self.write();
         g.tombstones.remove(&key);
         let old = g.items.get(&key).cloned();
         let newer = match (
-            old.as_ref().and_then(|o| rv_of(o.metadata())),
-            rv_of(obj.metadata()),
+            old.as_ref().and_then(|o| rv_of(o.meta())),
+            rv_of(obj.meta()),
         ) {
             (Some(a), Some(b)) => b >= a,
             _ => true,
@@ -131,28 +151,28 @@ impl<K: Object> Store<K> {
     }
 
     fn remove(&self, obj: &K) -> Option<Arc<K>> {
-        let key = store_key(obj.metadata());
+        let key = store_key(obj.meta());
         let mut g = self.write();
         if g.tombstones.len() >= TOMBSTONES {
             g.tombstones.clear();
         }
         g.tombstones
-            .insert(key.clone(), rv_of(obj.metadata()).unwrap_or(u64::MAX));
+            .insert(key.clone(), rv_of(obj.meta()).unwrap_or(u64::MAX));
         g.items.remove(&key)
     }
 
     /// The result of the manager's own create/update: cached now unless the cache already
     /// has a newer version or saw the object deleted since.
     pub fn write_through(&self, obj: K) {
-        let key = store_key(obj.metadata());
-        let rv = rv_of(obj.metadata());
+        let key = store_key(obj.meta());
+        let rv = rv_of(obj.meta());
         let mut g = self.write();
         if let (Some(&dead), Some(rv)) = (g.tombstones.get(&key), rv) {
             if dead >= rv {
                 return;
             }
         }
-        let newer = match (g.items.get(&key).and_then(|o| rv_of(o.metadata())), rv) {
+        let newer = match (g.items.get(&key).and_then(|o| rv_of(o.meta())), rv) {
             (Some(a), Some(b)) => b > a,
             (None, _) => true,
             _ => false,
@@ -167,7 +187,7 @@ impl<K: Object> Store<K> {
         let mut g = self.write();
         let mut next: BTreeMap<String, Arc<K>> = BTreeMap::new();
         for o in items {
-            next.insert(store_key(o.metadata()), Arc::new(o));
+            next.insert(store_key(o.meta()), Arc::new(o));
         }
         let mut changes = Vec::new();
         for (k, old) in &g.items {
@@ -179,7 +199,7 @@ impl<K: Object> Store<K> {
             let old = g.items.get(k).cloned();
             let same = old
                 .as_ref()
-                .is_some_and(|o| o.metadata().resource_version == new.metadata().resource_version);
+                .is_some_and(|o| o.meta().resource_version == new.meta().resource_version);
             if !same {
                 changes.push((old, Some(new.clone())));
             }
@@ -261,6 +281,51 @@ fn sleep_unless_stopped(stop: &StopSignal, d: StdDuration) {
     }
 }
 
+/// Where an informer lists and watches from.
+trait Source<K>: Send + 'static {
+    fn list(&self) -> Result<(Vec<K>, String), ClusterError>;
+    fn watch(
+        &self,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), ClusterError>;
+}
+
+/// A typed kind.
+struct Typed<C>(Arc<C>);
+
+impl<K: Object + Sync, C: WatchCluster + 'static> Source<K> for Typed<C> {
+    fn list(&self) -> Result<(Vec<K>, String), ClusterError> {
+        self.0.list_versioned::<K>()
+    }
+    fn watch(
+        &self,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<K>) -> bool,
+    ) -> Result<(), ClusterError> {
+        self.0.watch::<K>(resource_version, stop, on_event)
+    }
+}
+
+/// Any resource, metadata only.
+struct Meta<C>(Arc<C>, ApiResource);
+
+impl<C: WatchCluster + 'static> Source<MetaObject> for Meta<C> {
+    fn list(&self) -> Result<(Vec<MetaObject>, String), ClusterError> {
+        self.0.list_meta(&self.1)
+    }
+    fn watch(
+        &self,
+        resource_version: &str,
+        stop: &StopSignal,
+        on_event: &mut dyn FnMut(WatchEvent<MetaObject>) -> bool,
+    ) -> Result<(), ClusterError> {
+        self.0.watch_meta(&self.1, resource_version, stop, on_event)
+    }
+}
+
 /// Start the informer for `K`: a thread named `informer-<Kind>` that runs until `stop`.
 pub fn spawn<K: Object + Sync, C: WatchCluster + 'static>(
     cluster: Arc<C>,
@@ -270,13 +335,32 @@ pub fn spawn<K: Object + Sync, C: WatchCluster + 'static>(
     progress: Arc<Progress>,
     stop: StopSignal,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let source = Typed(cluster);
     std::thread::Builder::new()
         .name(format!("informer-{}", K::KIND))
-        .spawn(move || run(cluster, store, handler, status, progress, stop))
+        .spawn(move || run(&source, K::KIND, store, handler, status, progress, stop))
 }
 
-fn run<K: Object + Sync, C: WatchCluster>(
+/// Start a metadata-only informer for any resource: a thread named `informer-<Kind>`.
+pub fn spawn_meta<C: WatchCluster + 'static>(
     cluster: Arc<C>,
+    resource: ApiResource,
+    store: Arc<Store<MetaObject>>,
+    handler: Handler<MetaObject>,
+    status: Arc<InformerStatus>,
+    progress: Arc<Progress>,
+    stop: StopSignal,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let kind = resource.kind.clone();
+    let source = Meta(cluster, resource);
+    std::thread::Builder::new()
+        .name(format!("informer-{kind}"))
+        .spawn(move || run(&source, &kind, store, handler, status, progress, stop))
+}
+
+fn run<K: Cached, S: Source<K>>(
+    source: &S,
+    kind: &str,
     store: Arc<Store<K>>,
     handler: Handler<K>,
     status: Arc<InformerStatus>,
@@ -286,12 +370,12 @@ fn run<K: Object + Sync, C: WatchCluster>(
     let mut backoff = StdDuration::from_millis(100);
     let max_backoff = StdDuration::from_secs(30);
     let fail = |what: &str, e: &dyn std::fmt::Display, backoff: &mut StdDuration| {
-        tracing::warn!("informer {}: {what}: {e}", K::KIND);
+        tracing::warn!("informer {kind}: {what}: {e}");
         sleep_unless_stopped(&stop, *backoff);
         *backoff = (*backoff * 2).min(max_backoff);
     };
     'relist: while !stop.is_stopped() {
-        let (items, mut rv) = match cluster.list_versioned::<K>() {
+        let (items, mut rv) = match source.list() {
             Ok(x) => x,
             Err(e) => {
                 fail("list", &e, &mut backoff);
@@ -314,17 +398,17 @@ fn run<K: Object + Sync, C: WatchCluster>(
             let mut relist = false;
             let mut got_event = false;
             let from = rv.clone();
-            let r = cluster.watch::<K>(&from, &stop, &mut |ev| {
+            let r = source.watch(&from, &stop, &mut |ev| {
                 got_event = true;
                 let seen = match ev {
                     WatchEvent::Added(o) | WatchEvent::Modified(o) => {
-                        let v = o.metadata().resource_version.clone();
+                        let v = o.meta().resource_version.clone();
                         let (old, new) = store.apply(o);
                         handler(old.as_deref(), Some(&new));
                         v
                     }
                     WatchEvent::Deleted(o) => {
-                        let v = o.metadata().resource_version.clone();
+                        let v = o.meta().resource_version.clone();
                         let old = store.remove(&o);
                         handler(Some(old.as_deref().unwrap_or(&o)), None);
                         v
@@ -338,7 +422,7 @@ fn run<K: Object + Sync, C: WatchCluster>(
                         return true;
                     }
                     WatchEvent::Error(msg) => {
-                        tracing::info!("informer {}: watch ended: {msg}; relisting", K::KIND);
+                        tracing::info!("informer {kind}: watch ended: {msg}; relisting");
                         relist = true;
                         return false;
                     }

@@ -9,7 +9,8 @@
 //! helpers (selectors, quantities, pod readiness) live in [`common`]; [`fixtures`] builds fake
 //! nodes and pods.
 //!
-//! [`runtime::Manager`] runs them: [`informer`]s (list + watch per kind into caches) feed a
+//! [`runtime::Manager`] runs them: [`informer`]s (list + watch per kind into caches; metadata
+//! only for the kinds just the GC needs, found by discovery) feed a
 //! [`queue`] of keys, each reconciled from the caches. It talks to a [`cluster::Cluster`]:
 //! [`http::HttpCluster`] (our API server) or [`cluster::MemCluster`] (tests). [`polling`] is
 //! the previous list-everything-every-pass loop, kept as the benchmark anchor.

@@ -74,6 +74,77 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The default config with this grace period.
+    pub fn with_grace(grace: Duration) -> Self {
+        Config { grace }
+    }
+}
+
+/// A `--node-monitor-grace-period` that is not a positive duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid duration {input:?}: {why} (expected seconds or a duration like 40s, 1m30s, 500ms)"
+)]
+pub struct DurationError {
+    pub input: String,
+    pub why: &'static str,
+}
+
+/// A duration as kube-controller-manager takes it (Go's `time.ParseDuration`: `40s`, `1m30s`,
+/// `1.5m`, `500ms`, `2h`; units ns, us/µs, ms, s, m, h), or a bare number of seconds (`40`).
+/// Must be positive.
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let err = |why| DurationError {
+        input: input.to_string(),
+        why,
+    };
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(err("empty"));
+    }
+    let total_ns: f64 = if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        s.parse::<f64>().map_err(|_| err("not a number"))? * 1e9
+    } else {
+        let mut rest = s;
+        let mut total = 0.0;
+        while !rest.is_empty() {
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            if num_len == 0 {
+                return Err(err("a unit without a number"));
+            }
+            let n: f64 = rest[..num_len].parse().map_err(|_| err("not a number"))?;
+            rest = &rest[num_len..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let scale = match &rest[..unit_len] {
+                "ns" => 1.0,
+                "us" | "µs" | "μs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                "m" => 60e9,
+                "h" => 3600e9,
+                "" => return Err(err("missing unit")),
+                _ => return Err(err("unknown unit")),
+            };
+            total += n * scale;
+            rest = &rest[unit_len..];
+        }
+        total
+    };
+    if !total_ns.is_finite() || total_ns >= i64::MAX as f64 {
+        return Err(err("too large"));
+    }
+    let d = Duration::nanoseconds(total_ns.round() as i64);
+    if d <= Duration::zero() {
+        return Err(err("must be positive"));
+    }
+    Ok(d)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeAction {
     /// Replace the node's `status.conditions`.
@@ -275,6 +346,25 @@ mod tests {
     use k8s_openapi::api::core::v1::Toleration;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
     use k8s_openapi::chrono::TimeZone;
+
+    #[test]
+    fn grace_period_parses_like_kube_controller_manager() {
+        let secs = |s: &str| parse_duration(s).map(|d| d.num_milliseconds());
+        assert_eq!(secs("40"), Ok(40_000));
+        assert_eq!(secs("40s"), Ok(40_000));
+        assert_eq!(secs("1m30s"), Ok(90_000));
+        assert_eq!(secs("1.5m"), Ok(90_000));
+        assert_eq!(secs("500ms"), Ok(500));
+        assert_eq!(secs("2h"), Ok(7_200_000));
+        assert_eq!(secs(" 5s "), Ok(5_000));
+        for bad in ["", "s", "40x", "0", "0s", "-5s", "1m-3s", "abc"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            Config::with_grace(Duration::seconds(5)).grace,
+            Duration::seconds(5)
+        );
+    }
 
     fn lease(node: &str, at: DateTime<Utc>) -> Lease {
         Lease {

@@ -368,6 +368,9 @@ impl<C: Cluster> PollingManager<C> {
                         endpoints::Action::UpdateEndpoints(e) => {
                             c.update(&clear_rv((**e).clone())).map(|_| ())?
                         }
+                        endpoints::Action::DeleteEndpoints(k) => ignore_not_found(
+                            c.delete::<Endpoints>(&k.namespace, &k.name, Propagation::Background),
+                        )?,
                         endpoints::Action::CreateSlice(e) => c.create(e.as_ref()).map(|_| ())?,
                         endpoints::Action::UpdateSlice(e) => {
                             c.update(&clear_rv((**e).clone())).map(|_| ())?
@@ -631,15 +634,16 @@ pub fn fake_agent_mark_pods<C: Cluster>(
     Ok(())
 }
 
-/// A FailedScheduling event for `p` and its PodScheduled=False condition (the /status write
-/// uses `p`'s resourceVersion if it has one). Returns the updated pod.
-pub(crate) fn record_unschedulable<C: Cluster + ?Sized>(
-    c: &C,
+/// An Event about pod `p` (core/v1, as `kubectl describe pod` and `kubectl get events` show).
+pub fn pod_event(
     p: &Pod,
+    type_: &str,
+    reason: &str,
     message: &str,
+    component: &str,
     now: DateTime<Utc>,
-) -> Result<Pod, ClusterError> {
-    let ev = Event {
+) -> Event {
+    Event {
         metadata: ObjectMeta {
             namespace: p.metadata.namespace.clone(),
             generate_name: Some(format!("{}.", p.metadata.name.as_deref().unwrap_or("pod"))),
@@ -653,19 +657,37 @@ pub(crate) fn record_unschedulable<C: Cluster + ?Sized>(
             uid: p.metadata.uid.clone(),
             ..Default::default()
         },
-        reason: Some("FailedScheduling".into()),
+        reason: Some(reason.into()),
         message: Some(message.into()),
-        type_: Some("Warning".into()),
+        type_: Some(type_.into()),
         count: Some(1),
         first_timestamp: Some(Time(now)),
         last_timestamp: Some(Time(now)),
         source: Some(k8s_openapi::api::core::v1::EventSource {
-            component: Some("default-scheduler".into()),
+            component: Some(component.into()),
             host: None,
         }),
-        reporting_component: Some("default-scheduler".into()),
+        reporting_component: Some(component.into()),
         ..Default::default()
-    };
+    }
+}
+
+/// A FailedScheduling event for `p` and its PodScheduled=False condition (the /status write
+/// uses `p`'s resourceVersion if it has one). Returns the updated pod.
+pub(crate) fn record_unschedulable<C: Cluster + ?Sized>(
+    c: &C,
+    p: &Pod,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<Pod, ClusterError> {
+    let ev = pod_event(
+        p,
+        "Warning",
+        "FailedScheduling",
+        message,
+        "default-scheduler",
+        now,
+    );
     c.create(&ev)?;
     let mut pod = p.clone();
     let st = pod.status.get_or_insert_with(Default::default);

@@ -1,7 +1,12 @@
 //! The controller manager: informers → caches → work queue → idempotent reconcile per key.
 //!
 //! [`Manager::new`] starts one [`informer`] per kind (Pods, Nodes, Leases, Deployments,
-//! ReplicaSets, Services, Endpoints, EndpointSlices, Namespaces, Events). Their handlers map
+//! ReplicaSets, Services, Endpoints, EndpointSlices, Namespaces, Events), and, after
+//! discovery, a metadata-only informer for every other served resource (ConfigMaps, Secrets,
+//! ServiceAccounts, Ingresses, …) so the garbage collector covers every kind; until those
+//! have listed, the GC waits (an owner of a kind not listed yet is never presumed gone). The
+//! scheduler records a `Scheduled` event per binding and node lifecycle a
+//! `TaintManagerEviction` event per eviction (best effort). Their handlers map
 //! each change to the keys it affects ([`Key`]): a pod to its owning ReplicaSet (or the
 //! ReplicaSets that could adopt it), the Services selecting it and the scheduler if it is
 //! unbound; a ReplicaSet to its Deployment; Nodes and Leases to node lifecycle; ownership and
@@ -22,8 +27,9 @@
 //! [`WatchCluster::latest_version`]) and processes queued keys until none is due.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -33,16 +39,14 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::chrono::{DateTime, Duration, Utc};
 
-use crate::cluster::{ClusterError, Object, StopSignal, WatchCluster};
+use crate::cluster::{ApiResource, ClusterError, MetaObject, Object, StopSignal, WatchCluster};
 use crate::common::{
     controller_ref, map_selector_matches, pod_active, selector_matches, ObjectKey,
 };
 use crate::gc::{GcAction, ObjInfo, Propagation};
 use crate::informer::{self, InformerStatus, Progress, Store};
 use crate::nodelifecycle::{self, Clock, NodeAction};
-use crate::polling::{
-    clear_rv, dispatch_delete, dispatch_meta, ignore_not_found, record_unschedulable,
-};
+use crate::polling::{clear_rv, ignore_not_found, pod_event, record_unschedulable};
 pub use crate::polling::{fake_agent_step, SyncReport};
 use crate::queue::WorkQueue;
 use crate::replicaset::{Expectations, PodAction};
@@ -137,9 +141,106 @@ impl Caches {
     }
 }
 
+/// The resources the typed caches hold.
+fn typed_resources() -> Vec<ApiResource> {
+    vec![
+        ApiResource::of::<Pod>(),
+        ApiResource::of::<Node>(),
+        ApiResource::of::<Lease>(),
+        ApiResource::of::<Deployment>(),
+        ApiResource::of::<ReplicaSet>(),
+        ApiResource::of::<Service>(),
+        ApiResource::of::<Endpoints>(),
+        ApiResource::of::<EndpointSlice>(),
+        ApiResource::of::<Namespace>(),
+        ApiResource::of::<Event>(),
+    ]
+}
+
+/// What the garbage collector sees beyond the typed caches: every resource discovery
+/// reports, with a metadata-only informer for each one the typed caches do not hold
+/// (ConfigMaps, Secrets, ServiceAccounts, Ingresses, …).
+#[derive(Default)]
+struct Discovered {
+    /// Discovery answered and the metadata informers are started.
+    done: AtomicBool,
+    /// Every resource discovery reported, typed ones included.
+    resources: RwLock<Vec<ApiResource>>,
+    /// The metadata informers' caches.
+    stores: RwLock<Vec<MetaStore>>,
+}
+
+struct MetaStore {
+    store: Arc<Store<MetaObject>>,
+    status: Arc<InformerStatus>,
+}
+
+impl Discovered {
+    /// Discovery is in and every metadata informer has its first list.
+    fn ready(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+            && self
+                .stores
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .all(|m| m.status.synced())
+    }
+
+    fn min_seen(&self) -> Option<u64> {
+        self.stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.status.seen())
+            .min()
+    }
+}
+
+impl Caches {
+    /// An object the garbage collector wrote (JSON, as the API server stored it): cached
+    /// at once when its kind has a typed cache, so the next reconcile does not write over
+    /// it from a stale copy. Returns the number of writes (1, or 0 for `None`).
+    fn write_through_json(&self, kind: &str, v: Option<serde_json::Value>) -> usize {
+        fn put<K: Object>(s: &Store<K>, v: serde_json::Value) {
+            match serde_json::from_value::<K>(v) {
+                Ok(o) => s.write_through(o),
+                Err(e) => tracing::debug!("controllers: {} not cached: {e}", K::KIND),
+            }
+        }
+        let Some(v) = v else {
+            return 0;
+        };
+        let gone = !v["metadata"]["deletionTimestamp"].is_null()
+            && v["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        if gone {
+            // The write removed its last finalizer: the object is gone, not to be cached.
+            return 1;
+        }
+        match kind {
+            "Pod" => put(&self.pods, v),
+            "Node" => put(&self.nodes, v),
+            "Lease" => put(&self.leases, v),
+            "Deployment" => put(&self.deployments, v),
+            "ReplicaSet" => put(&self.replica_sets, v),
+            "Service" => put(&self.services, v),
+            "Endpoints" => put(&self.endpoints, v),
+            "EndpointSlice" => put(&self.slices, v),
+            "Namespace" => put(&self.namespaces, v),
+            "Event" => put(&self.events, v),
+            // The metadata informers' caches follow their watches.
+            _ => {}
+        }
+        1
+    }
+}
+
 /// State shared by the informer handlers and the worker.
 struct Shared {
     caches: Caches,
+    discovered: Discovered,
     queue: WorkQueue<Key>,
     expectations: Mutex<Expectations>,
     /// Pods bound by the scheduler that the cache does not show bound yet: pod key → node.
@@ -402,6 +503,21 @@ impl Shared {
         }
     }
 
+    /// A change of a resource only the garbage collector watches.
+    fn on_meta(&self, old: Option<&MetaObject>, new: Option<&MetaObject>) {
+        let terminating = new.is_some_and(|o| {
+            o.metadata.namespace.as_deref().is_some_and(|ns| {
+                self.caches
+                    .namespaces
+                    .get("", ns)
+                    .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+            })
+        });
+        if terminating || gc_relevant(old.map(|o| &o.metadata), new.map(|o| &o.metadata)) {
+            self.queue.add(Key::Gc);
+        }
+    }
+
     /// Every key the caches know of (resync).
     fn queue_all(&self) {
         let q = &self.queue;
@@ -476,6 +592,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
     pub fn new(cluster: Arc<C>, clock: Arc<dyn Clock>, config: impl Into<Config>) -> Self {
         let shared = Arc::new(Shared {
             caches: Caches::default(),
+            discovered: Discovered::default(),
             queue: WorkQueue::default(),
             expectations: Mutex::new(Expectations::default()),
             assumed: Mutex::new(HashMap::new()),
@@ -514,7 +631,74 @@ impl<C: WatchCluster + 'static> Manager<C> {
         inform!(c.endpoints, on_endpoints);
         inform!(c.slices, on_slice);
         inform!(c.events, on_event);
+        m.start_discovery();
         m
+    }
+
+    /// On a thread (retrying until the API server answers): discover the served resources
+    /// and start a metadata informer for each one the typed caches do not hold, for the GC.
+    fn start_discovery(&mut self) {
+        let cluster = self.cluster.clone();
+        let shared = self.shared.clone();
+        let progress = self.progress.clone();
+        let stop = self.stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gc-discovery".into())
+            .spawn(move || {
+                let mut backoff = StdDuration::from_millis(100);
+                let resources = loop {
+                    if stop.is_stopped() {
+                        return;
+                    }
+                    match cluster.discover() {
+                        Ok(r) => break r,
+                        Err(e) => {
+                            tracing::warn!("controllers: discovery: {e}");
+                            let end = std::time::Instant::now() + backoff;
+                            while !stop.is_stopped() && std::time::Instant::now() < end {
+                                std::thread::sleep(StdDuration::from_millis(50));
+                            }
+                            backoff = (backoff * 2).min(StdDuration::from_secs(30));
+                        }
+                    }
+                };
+                let typed = typed_resources();
+                let mut stores = Vec::new();
+                for r in &resources {
+                    if typed.iter().any(|t| t.group == r.group && t.kind == r.kind) {
+                        continue;
+                    }
+                    let store = Arc::new(Store::default());
+                    let status = Arc::new(InformerStatus::default());
+                    let sh = shared.clone();
+                    let started = informer::spawn_meta(
+                        cluster.clone(),
+                        r.clone(),
+                        store.clone(),
+                        Arc::new(move |o, n| sh.on_meta(o, n)),
+                        status.clone(),
+                        progress.clone(),
+                        stop.clone(),
+                    );
+                    match started {
+                        Ok(_) => stores.push(MetaStore { store, status }),
+                        Err(e) => {
+                            // Its kind stays unknown to the GC: owners of it are never
+                            // presumed gone.
+                            tracing::error!("controllers: informer {} not started: {e}", r.kind);
+                        }
+                    }
+                }
+                let d = &shared.discovered;
+                *d.stores.write().unwrap_or_else(|e| e.into_inner()) = stores;
+                *d.resources.write().unwrap_or_else(|e| e.into_inner()) = resources;
+                d.done.store(true, Ordering::Release);
+                progress.notify();
+                shared.queue.add(Key::Gc);
+            });
+        if let Err(e) = spawned {
+            tracing::error!("controllers: discovery not started: {e}");
+        }
     }
 
     fn start_informer<K: Object + Sync>(&mut self, store: Arc<Store<K>>, h: informer::Handler<K>) {
@@ -537,13 +721,32 @@ impl<C: WatchCluster + 'static> Manager<C> {
         &self.shared.caches
     }
 
-    /// Lists each informer has done (1 each once synced; more after relists).
+    /// Lists each informer has done (1 each once synced; more after relists), the garbage
+    /// collector's metadata informers included.
     pub fn informer_lists(&self) -> u64 {
-        self.statuses.iter().map(|s| s.lists()).sum()
+        let meta: u64 = self
+            .shared
+            .discovered
+            .stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.status.lists())
+            .sum();
+        self.statuses.iter().map(|s| s.lists()).sum::<u64>() + meta
     }
 
-    /// Block until every informer has its first list (or `timeout`); returns whether so.
+    /// Block until every informer has its first list, the garbage collector's metadata
+    /// informers (after discovery) included, or `timeout`; returns whether so.
     pub fn wait_for_sync(&self, timeout: StdDuration) -> bool {
+        let d = &self.shared.discovered;
+        self.progress.wait_until(timeout, &|| {
+            self.stop.is_stopped() || (self.statuses.iter().all(|s| s.synced()) && d.ready())
+        }) && !self.stop.is_stopped()
+    }
+
+    /// The typed informers (all but the garbage collector needs) have their first list.
+    fn wait_for_typed_sync(&self, timeout: StdDuration) -> bool {
         self.progress.wait_until(timeout, &|| {
             self.stop.is_stopped() || self.statuses.iter().all(|s| s.synced())
         }) && !self.stop.is_stopped()
@@ -554,6 +757,8 @@ impl<C: WatchCluster + 'static> Manager<C> {
     /// turned up. Returns what was done.
     pub fn sync(&mut self) -> Result<SyncReport, ClusterError> {
         let mut rep = SyncReport::default();
+        let shared = self.shared.clone();
+        let d = &shared.discovered;
         if !self.wait_for_sync(StdDuration::from_secs(30)) {
             return Err(ClusterError::Api("informers did not sync".into()));
         }
@@ -561,7 +766,7 @@ impl<C: WatchCluster + 'static> Manager<C> {
             if let Some(v) = self.cluster.latest_version() {
                 let statuses = &self.statuses;
                 self.progress.wait_until(StdDuration::from_secs(10), &|| {
-                    statuses.iter().all(|s| s.seen() >= v)
+                    statuses.iter().all(|s| s.seen() >= v) && d.min_seen().is_none_or(|s| s >= v)
                 });
             }
             if self.drain(&mut rep) == 0 {
@@ -596,7 +801,9 @@ impl<C: WatchCluster + 'static> Manager<C> {
     /// The worker loop: reconcile keys as they come until stopped. Sleeps on the queue (no
     /// polling) until a key is added or a delayed key is due.
     pub fn run(&mut self) {
-        while !self.stop.is_stopped() && !self.wait_for_sync(StdDuration::from_secs(3600)) {}
+        // The garbage collector waits for discovery on its own (see `sync_gc`): an API
+        // server without discovery must not stop the other controllers.
+        while !self.stop.is_stopped() && !self.wait_for_typed_sync(StdDuration::from_secs(3600)) {}
         while !self.stop.is_stopped() {
             let mut rep = SyncReport::default();
             self.drain(&mut rep);
@@ -683,6 +890,18 @@ impl<C: WatchCluster + 'static> Manager<C> {
         Ok(out)
     }
 
+    /// Create an Event; best effort, as Kubernetes' event recorders (a lost event is logged,
+    /// never retried: the change it reports is already made).
+    fn record_event(&self, ev: Event) {
+        if let Err(e) = self.create(&ev) {
+            tracing::warn!(
+                "controllers: event {} for {}: {e}",
+                ev.reason.as_deref().unwrap_or(""),
+                ev.involved_object.name.as_deref().unwrap_or("")
+            );
+        }
+    }
+
     // ---- reconcilers ----
 
     fn sync_deployment(&mut self, k: &str) -> Result<usize, ClusterError> {
@@ -707,9 +926,11 @@ impl<C: WatchCluster + 'static> Manager<C> {
                         Err(e) => return Err(e),
                     }
                 }
-                deployment::RsAction::Update(rs) => {
-                    self.update(rs.as_ref())?;
-                }
+                deployment::RsAction::Update(rs) => match self.update(rs.as_ref()) {
+                    // Deleted meanwhile (the cache has not seen it go yet).
+                    Ok(_) | Err(ClusterError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                },
                 deployment::RsAction::Delete(k) => {
                     ignore_not_found(self.cluster.delete::<ReplicaSet>(
                         &k.namespace,
@@ -725,14 +946,22 @@ impl<C: WatchCluster + 'static> Manager<C> {
         if let Some(rev) = &out.revision {
             if ann.get(deployment::REVISION) != Some(rev) {
                 ann.insert(deployment::REVISION.into(), rev.clone());
-                d2 = self.update(&d2)?;
+                d2 = match self.update(&d2) {
+                    Ok(d) => d,
+                    // Deleted meanwhile: nothing left to write.
+                    Err(ClusterError::NotFound { .. }) => return Ok(n),
+                    Err(e) => return Err(e),
+                };
                 n += 1;
             }
         }
         if d2.status.as_ref() != Some(&out.status) {
             d2.status = Some(out.status.clone());
-            self.update_status(&d2)?;
-            n += 1;
+            match self.update_status(&d2) {
+                Ok(_) => n += 1,
+                Err(ClusterError::NotFound { .. }) => return Ok(n),
+                Err(e) => return Err(e),
+            }
         }
         // Look again when the progress deadline could pass, while a rollout is under way.
         let spec = d.spec.clone().unwrap_or_default();
@@ -835,6 +1064,8 @@ impl<C: WatchCluster + 'static> Manager<C> {
             rs2.status = Some(out.status.clone());
             match self.update_status(&rs2) {
                 Ok(_) => n += 1,
+                // Deleted meanwhile (the cache has not seen it go yet): nothing to report.
+                Err(ClusterError::NotFound { .. }) => {}
                 Err(e) => err = Some(e),
             }
         }
@@ -918,16 +1149,17 @@ impl<C: WatchCluster + 'static> Manager<C> {
     fn sync_service(&mut self, k: &str) -> Result<usize, ClusterError> {
         let (ns, name) = k.split_once('/').unwrap_or(("", k));
         let c = &self.shared.caches;
-        let Some(s) = c.services.get(ns, name) else {
-            return Ok(0);
-        };
-        if s.metadata.deletion_timestamp.is_some() {
-            return Ok(0);
-        }
-        let pods = c.pods.list_ns(ns);
         let existing = c.endpoints.get(ns, name);
         let slices = c.slices.cloned_ns(ns);
-        let actions = endpoints::reconcile(&s, &pods, existing.as_deref(), &slices);
+        let actions = match c.services.get(ns, name) {
+            // The Service is gone: so are its Endpoints and EndpointSlices.
+            None => endpoints::for_deleted_service(ns, name, existing.as_deref(), &slices),
+            Some(s) if s.metadata.deletion_timestamp.is_some() => return Ok(0),
+            Some(s) => {
+                let pods = c.pods.list_ns(ns);
+                endpoints::reconcile(&s, &pods, existing.as_deref(), &slices)
+            }
+        };
         for a in &actions {
             match a {
                 endpoints::Action::CreateEndpoints(e) => {
@@ -935,6 +1167,13 @@ impl<C: WatchCluster + 'static> Manager<C> {
                 }
                 endpoints::Action::UpdateEndpoints(e) => {
                     self.update(e.as_ref())?;
+                }
+                endpoints::Action::DeleteEndpoints(k) => {
+                    ignore_not_found(self.cluster.delete::<Endpoints>(
+                        &k.namespace,
+                        &k.name,
+                        Propagation::Background,
+                    ))?
                 }
                 endpoints::Action::CreateSlice(e) => {
                     self.create(e.as_ref())?;
@@ -985,12 +1224,33 @@ impl<C: WatchCluster + 'static> Manager<C> {
                     }
                     None => Ok(0),
                 },
-                NodeAction::EvictPod { pod, .. } => ignore_not_found(self.cluster.delete::<Pod>(
-                    &pod.namespace,
-                    &pod.name,
-                    Propagation::Background,
-                ))
-                .map(|_| 1),
+                NodeAction::EvictPod { pod, reason, .. } => {
+                    // Looked up first: the watch may drop the deleted pod from the cache
+                    // before the event is written.
+                    let cached = c.pods.get(&pod.namespace, &pod.name);
+                    match self.cluster.delete::<Pod>(
+                        &pod.namespace,
+                        &pod.name,
+                        Propagation::Background,
+                    ) {
+                        Ok(()) => {
+                            if let Some(p) = cached {
+                                let msg = format!("Marking for deletion Pod {pod}: {reason}");
+                                self.record_event(pod_event(
+                                    &p,
+                                    "Normal",
+                                    "TaintManagerEviction",
+                                    &msg,
+                                    "taint-eviction-controller",
+                                    now,
+                                ));
+                            }
+                            Ok(2)
+                        }
+                        Err(ClusterError::NotFound { .. }) => Ok(0),
+                        Err(e) => Err(e),
+                    }
+                }
             };
             match r {
                 Ok(k) => n += k,
@@ -1055,7 +1315,16 @@ impl<C: WatchCluster + 'static> Manager<C> {
                     match self.cluster.bind_pod(&pk.namespace, &pk.name, &node) {
                         Ok(()) => {
                             rep.bound += 1;
-                            writes += 1;
+                            writes += 2;
+                            let msg = format!("Successfully assigned {key} to {node}");
+                            self.record_event(pod_event(
+                                p,
+                                "Normal",
+                                "Scheduled",
+                                &msg,
+                                "default-scheduler",
+                                now,
+                            ));
                             self.sched_messages.remove(&key);
                             self.shared
                                 .assumed
@@ -1063,6 +1332,8 @@ impl<C: WatchCluster + 'static> Manager<C> {
                                 .unwrap_or_else(|e| e.into_inner())
                                 .insert(key, node);
                         }
+                        // Deleted meanwhile: nothing to place.
+                        Err(ClusterError::NotFound { .. }) => sched.remove_pod(&node, p),
                         Err(e) => {
                             sched.remove_pod(&node, p);
                             err = Some(e);
@@ -1096,9 +1367,19 @@ impl<C: WatchCluster + 'static> Manager<C> {
     }
 
     fn sync_gc(&mut self, rep: &mut SyncReport) -> Result<usize, ClusterError> {
+        let d = &self.shared.discovered;
+        if !d.ready() {
+            // Not every kind is known yet: an owner of a kind not listed yet must not be
+            // presumed gone. Look again shortly.
+            self.shared.queue.add_at(
+                Key::Gc,
+                self.shared.clock.now() + Duration::milliseconds(200),
+            );
+            return Ok(0);
+        }
         let c = &self.shared.caches;
         let mut objs = Vec::new();
-        fn collect<K: Object>(s: &Store<K>, out: &mut Vec<ObjInfo>) {
+        fn collect<K: Object + Sync>(s: &Store<K>, out: &mut Vec<ObjInfo>) {
             for o in s.list() {
                 out.push(ObjInfo::from_meta(K::API_VERSION, K::KIND, o.metadata()));
             }
@@ -1110,60 +1391,143 @@ impl<C: WatchCluster + 'static> Manager<C> {
         collect(&c.endpoints, &mut objs);
         collect(&c.slices, &mut objs);
         collect(&c.events, &mut objs);
+        collect(&c.leases, &mut objs);
+        collect(&c.nodes, &mut objs);
+        collect(&c.namespaces, &mut objs);
+        for m in d.stores.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            for o in m.store.list() {
+                objs.push(ObjInfo::from_meta(&o.api_version, &o.kind, &o.metadata));
+            }
+        }
+        let mut resources = typed_resources();
+        resources.extend(
+            d.resources
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        let known: HashSet<String> = resources.iter().map(|r| r.kind.clone()).collect();
+        let resource_of = |obj: &gc::ObjRef| -> Result<&ApiResource, ClusterError> {
+            resources
+                .iter()
+                .find(|r| r.api_version() == obj.api_version && r.kind == obj.kind)
+                .ok_or_else(|| {
+                    ClusterError::Api(format!(
+                        "garbage collector: unsupported kind {}/{}",
+                        obj.api_version, obj.kind
+                    ))
+                })
+        };
         let namespaces = c.namespaces.cloned();
-        let known: HashSet<String> = [
-            "Deployment",
-            "ReplicaSet",
-            "Pod",
-            "Service",
-            "Endpoints",
-            "EndpointSlice",
-            "Event",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
         let mut n = 0;
         let mut err = None;
         let cl = self.cluster.as_ref();
+        let by_uid: HashMap<&str, &ObjInfo> =
+            objs.iter().map(|o| (o.obj.uid.as_str(), o)).collect();
+        let terminating: HashSet<&str> = namespaces
+            .iter()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
+            .filter_map(|ns| ns.metadata.name.as_deref())
+            .collect();
+        // Owners presumed gone (no cached object has their uid) are looked up before a
+        // dependent is deleted or loses its reference, as Kubernetes' GC does: a watch that
+        // lags (the owner's informer behind the dependent's) must not delete anything.
+        let mut verified: HashMap<String, bool> = HashMap::new();
+        let mut lagging = false;
         for a in gc::reconcile(&objs, &namespaces, &known) {
+            let subject = match &a {
+                GcAction::Delete { obj, .. } | GcAction::SetOwnerReferences { obj, .. } => {
+                    Some(obj)
+                }
+                _ => None,
+            };
+            if let Some(obj) = subject.filter(|o| {
+                !o.namespace
+                    .as_deref()
+                    .is_some_and(|ns| terminating.contains(ns))
+            }) {
+                let refs = by_uid
+                    .get(obj.uid.as_str())
+                    .map(|o| o.owner_references.as_slice())
+                    .unwrap_or(&[]);
+                let mut alive = false;
+                for r in refs.iter().filter(|r| !by_uid.contains_key(r.uid.as_str())) {
+                    let exists = match verified.get(&r.uid) {
+                        Some(&e) => e,
+                        None => {
+                            let owner = gc::ObjRef {
+                                api_version: r.api_version.clone(),
+                                kind: r.kind.clone(),
+                                namespace: obj.namespace.clone(),
+                                name: r.name.clone(),
+                                uid: r.uid.clone(),
+                            };
+                            let e = match resource_of(&owner) {
+                                // A kind we do not serve: never presumed gone by gc::reconcile.
+                                Err(_) => true,
+                                Ok(res) => cl
+                                    .get_meta_dynamic(
+                                        res,
+                                        obj.namespace.as_deref().unwrap_or(""),
+                                        &r.name,
+                                    )?
+                                    .is_some_and(|m| m.uid.as_deref() == Some(r.uid.as_str())),
+                            };
+                            verified.insert(r.uid.clone(), e);
+                            e
+                        }
+                    };
+                    alive |= exists;
+                }
+                if alive {
+                    lagging = true;
+                    continue;
+                }
+            }
             let (what, r) = match a {
                 GcAction::Delete { obj, propagation } => (
                     format!("{}/{}", obj.kind, obj.name),
-                    dispatch_delete(
-                        cl,
-                        &obj.kind,
-                        obj.namespace.as_deref().unwrap_or(""),
-                        &obj.name,
-                        propagation,
-                    ),
+                    resource_of(&obj).and_then(|r| {
+                        ignore_not_found(cl.delete_dynamic(
+                            r,
+                            obj.namespace.as_deref().unwrap_or(""),
+                            &obj.name,
+                            propagation,
+                        ))
+                        .map(|_| 1)
+                    }),
                 ),
                 GcAction::SetOwnerReferences {
                     obj,
                     owner_references,
                 } => (
                     format!("{}/{}", obj.kind, obj.name),
-                    dispatch_meta(
-                        cl,
-                        &obj.kind,
-                        obj.namespace.as_deref().unwrap_or(""),
-                        &obj.name,
-                        &|m| m.owner_references = Some(owner_references.clone()),
-                    ),
+                    resource_of(&obj).and_then(|r| {
+                        cl.update_meta_dynamic(
+                            r,
+                            obj.namespace.as_deref().unwrap_or(""),
+                            &obj.name,
+                            &|m| m.owner_references = Some(owner_references.clone()),
+                        )
+                        .map(|v| c.write_through_json(&obj.kind, v))
+                    }),
                 ),
                 GcAction::RemoveFinalizer { obj, finalizer } => (
                     format!("{}/{}", obj.kind, obj.name),
-                    dispatch_meta(
-                        cl,
-                        &obj.kind,
-                        obj.namespace.as_deref().unwrap_or(""),
-                        &obj.name,
-                        &|m| {
-                            if let Some(f) = m.finalizers.as_mut() {
-                                f.retain(|x| *x != finalizer)
-                            }
-                        },
-                    ),
+                    resource_of(&obj).and_then(|r| {
+                        cl.update_meta_dynamic(
+                            r,
+                            obj.namespace.as_deref().unwrap_or(""),
+                            &obj.name,
+                            &|m| {
+                                if let Some(f) = m.finalizers.as_mut() {
+                                    f.retain(|x| *x != finalizer)
+                                }
+                            },
+                        )
+                        .map(|v| c.write_through_json(&obj.kind, v))
+                    }),
                 ),
                 GcAction::FinalizeNamespace { name } => (
                     format!("Namespace/{name}"),
@@ -1191,6 +1555,12 @@ impl<C: WatchCluster + 'static> Manager<C> {
                     err = Some(e);
                 }
             }
+        }
+        if lagging {
+            // The cache has not caught up with an owner yet: look again once it has.
+            self.shared
+                .queue
+                .add_at(Key::Gc, self.shared.clock.now() + Duration::seconds(1));
         }
         match err {
             // Already reported per object; the key is retried with backoff.

@@ -5,9 +5,10 @@
 //! nodes for one pod and, when it binds, updates that node's accounting in place, so a batch of
 //! pods costs O(pods × nodes) cheap comparisons and no re-listing.
 //!
-//! Filters: unschedulable, NotReady, nodeSelector + required node affinity, NoSchedule/NoExecute
-//! taints vs tolerations, pod count, cpu and memory requests. Scores: least allocated (cpu and
-//! memory) plus spreading pods of one controller across nodes. A pod that fits nowhere gets a
+//! Filters, in Kubernetes' order: unschedulable, NotReady, NoSchedule/NoExecute taints vs
+//! tolerations, nodeSelector + required node affinity, pod count, cpu and memory requests.
+//! Scores: least allocated (cpu and memory) plus spreading pods of one controller across
+//! nodes. A pod that fits nowhere gets a
 //! Kubernetes-style message: `0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu.`
 
 use std::borrow::Borrow;
@@ -244,6 +245,18 @@ impl NodeInfo {
             out.push(FilterReason::NotReady);
             return;
         }
+        // Taints before node affinity, as Kubernetes' filter plugins run (TaintToleration,
+        // then NodeAffinity): a tainted node reports its taint.
+        for t in &self.taints {
+            if !p.tolerations.iter().any(|tol| tolerates(tol, t)) {
+                out.push(FilterReason::UntoleratedTaint(format!(
+                    "{{{}: {}}}",
+                    t.key,
+                    t.value.as_deref().unwrap_or("")
+                )));
+                return;
+            }
+        }
         if let Some(sel) = p.node_selector {
             if !sel.iter().all(|(k, v)| self.labels.get(k) == Some(v)) {
                 out.push(FilterReason::NodeAffinity);
@@ -253,16 +266,6 @@ impl NodeInfo {
         if let Some(terms) = p.required_terms {
             if !terms_match(terms, &self.name, &self.labels) {
                 out.push(FilterReason::NodeAffinity);
-                return;
-            }
-        }
-        for t in &self.taints {
-            if !p.tolerations.iter().any(|tol| tolerates(tol, t)) {
-                out.push(FilterReason::UntoleratedTaint(format!(
-                    "{{{}: {}}}",
-                    t.key,
-                    t.value.as_deref().unwrap_or("")
-                )));
                 return;
             }
         }

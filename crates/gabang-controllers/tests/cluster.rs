@@ -13,11 +13,14 @@ use gabang_controllers::runtime::{fake_agent_step, Manager};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
 };
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ContainerPort, Endpoints, Event, Namespace, NamespaceSpec, Node, Pod, PodTemplateSpec, Service,
-    ServicePort, ServiceSpec,
+    ConfigMap, ContainerPort, Endpoints, Event, Namespace, NamespaceSpec, Node, Pod,
+    PodTemplateSpec, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::chrono::{Duration, TimeZone, Utc};
 
@@ -351,4 +354,221 @@ fn namespace_deletion_removes_everything_inside() {
         w.c.get::<Deployment>("default", "web").unwrap().is_none()
     });
     assert!(w.pods().is_empty() && w.c.count::<ReplicaSet>() == 0);
+}
+
+fn owned_by(name: &str, owner: &ObjectMeta, kind: &str, block: bool) -> ObjectMeta {
+    ObjectMeta {
+        namespace: Some("default".into()),
+        name: Some(name.into()),
+        owner_references: Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            name: owner.name.clone().unwrap(),
+            uid: owner.uid.clone().unwrap(),
+            controller: None,
+            block_owner_deletion: Some(block),
+        }]),
+        ..Default::default()
+    }
+}
+
+/// One object of each kind the typed caches do not hold, owned by `owner`.
+fn create_dependents(c: &MemCluster, owner: &ObjectMeta, block: bool) {
+    let m = |n: &str| owned_by(n, owner, "Deployment", block);
+    c.create(&ConfigMap {
+        metadata: m("cm"),
+        ..Default::default()
+    })
+    .unwrap();
+    c.create(&Secret {
+        metadata: m("secret"),
+        ..Default::default()
+    })
+    .unwrap();
+    c.create(&ServiceAccount {
+        metadata: m("sa"),
+        ..Default::default()
+    })
+    .unwrap();
+    c.create(&Ingress {
+        metadata: m("ing"),
+        ..Default::default()
+    })
+    .unwrap();
+    c.create(&Lease {
+        metadata: m("lease"),
+        ..Default::default()
+    })
+    .unwrap();
+}
+
+fn dependents_left(c: &MemCluster) -> usize {
+    c.count::<ConfigMap>()
+        + c.count::<Secret>()
+        + c.count::<ServiceAccount>()
+        + c.count::<Ingress>()
+        + c.list::<Lease>()
+            .unwrap()
+            .iter()
+            .filter(|l| l.metadata.namespace.as_deref() == Some("default"))
+            .count()
+}
+
+#[test]
+fn gc_covers_every_served_kind_background_foreground_and_orphan() {
+    let mut w = World::new(&["n1"]);
+    // Background: everything a deleted Deployment owned goes, whatever its kind.
+    let d = w.c.create(&web(1, "v1")).unwrap();
+    create_dependents(&w.c, &d.metadata, false);
+    w.until("1 ready", |w| all_ready(w, 1, "v1"));
+    assert_eq!(dependents_left(&w.c), 5);
+    w.c.delete::<Deployment>("default", "web", Propagation::Background)
+        .unwrap();
+    w.until("dependents of every kind collected", |w| {
+        dependents_left(&w.c) == 0 && w.pods().is_empty()
+    });
+
+    // Orphan: the dependents stay, without the reference to the deleted owner.
+    let d = w.c.create(&web(1, "v1")).unwrap();
+    create_dependents(&w.c, &d.metadata, true);
+    w.tick();
+    w.c.delete::<Deployment>("default", "web", Propagation::Orphan)
+        .unwrap();
+    w.until("owner gone", |w| {
+        w.c.get::<Deployment>("default", "web").unwrap().is_none()
+    });
+    for _ in 0..3 {
+        w.tick();
+    }
+    assert_eq!(dependents_left(&w.c), 5, "orphans are kept");
+    let cm = w.c.get::<ConfigMap>("default", "cm").unwrap().unwrap();
+    assert!(cm.metadata.owner_references.unwrap_or_default().is_empty());
+    let sa = w.c.get::<ServiceAccount>("default", "sa").unwrap().unwrap();
+    assert!(sa.metadata.owner_references.unwrap_or_default().is_empty());
+    assert_eq!(w.c.count::<ReplicaSet>(), 1, "its ReplicaSet orphaned too");
+
+    // Foreground: the owner stays until its blocking ConfigMap is gone.
+    let mut d2 = web(0, "v1");
+    d2.metadata.name = Some("fg".into());
+    let d2 = w.c.create(&d2).unwrap();
+    w.c.create(&ConfigMap {
+        metadata: owned_by("fg-cm", &d2.metadata, "Deployment", true),
+        ..Default::default()
+    })
+    .unwrap();
+    w.tick();
+    w.c.delete::<Deployment>("default", "fg", Propagation::Foreground)
+        .unwrap();
+    assert!(
+        w.c.get::<Deployment>("default", "fg").unwrap().is_some(),
+        "kept while a blocking dependent exists"
+    );
+    w.until("foreground deletion done", |w| {
+        w.c.get::<Deployment>("default", "fg").unwrap().is_none()
+    });
+    assert!(w.c.get::<ConfigMap>("default", "fg-cm").unwrap().is_none());
+}
+
+#[test]
+fn a_deleted_service_takes_its_endpoints_and_slices() {
+    let mut w = World::new(&["n1"]);
+    w.c.create(&web(2, "v1")).unwrap();
+    w.c.create(&Service {
+        metadata: ObjectMeta {
+            namespace: Some("default".into()),
+            name: Some("web".into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(labels(&[("app", "web")])),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    })
+    .unwrap();
+    w.until("endpoints and a slice", |w| {
+        w.c.get::<Endpoints>("default", "web").unwrap().is_some()
+            && w.c.count::<EndpointSlice>() == 1
+            && all_ready(w, 2, "v1")
+    });
+    w.c.delete::<Service>("default", "web", Propagation::Background)
+        .unwrap();
+    w.tick();
+    assert!(w.c.get::<Endpoints>("default", "web").unwrap().is_none());
+    assert_eq!(w.c.count::<EndpointSlice>(), 0);
+    // The pods are not the Service's: they stay.
+    assert_eq!(w.pods().len(), 2);
+}
+
+fn events_with(c: &MemCluster, reason: &str) -> Vec<Event> {
+    c.list::<Event>()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+#[test]
+fn binding_and_eviction_are_reported_as_events() {
+    let mut w = World::new(&["n1", "n2"]);
+    w.c.create(&web(2, "v1")).unwrap();
+    w.until("2 ready", |w| all_ready(w, 2, "v1"));
+    let scheduled = events_with(&w.c, "Scheduled");
+    assert_eq!(scheduled.len(), 2, "one Scheduled event per bound pod");
+    for p in w.pods() {
+        let name = p.metadata.name.clone().unwrap();
+        let e = scheduled
+            .iter()
+            .find(|e| e.involved_object.name.as_deref() == Some(name.as_str()))
+            .expect("an event for each pod");
+        assert_eq!(
+            e.message.as_deref(),
+            Some(
+                format!(
+                    "Successfully assigned default/{name} to {}",
+                    node_of(&p).unwrap()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(e.type_.as_deref(), Some("Normal"));
+        assert_eq!(e.involved_object.uid, p.metadata.uid);
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.component.as_deref()),
+            Some("default-scheduler")
+        );
+    }
+    let on_n1: Vec<String> = w
+        .pods()
+        .iter()
+        .filter(|p| node_of(p).as_deref() == Some("n1"))
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(on_n1.len(), 1, "spread over both nodes");
+    w.live = vec!["n2"];
+    w.until("evicted", |w| {
+        !events_with(&w.c, "TaintManagerEviction").is_empty()
+    });
+    let ev = events_with(&w.c, "TaintManagerEviction");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        ev[0].involved_object.name.as_deref(),
+        Some(on_n1[0].as_str())
+    );
+    assert_eq!(
+        ev[0].message.as_deref(),
+        Some(
+            format!(
+                "Marking for deletion Pod default/{}: Node n1 is unreachable: taint node.kubernetes.io/unreachable:NoExecute",
+                on_n1[0]
+            )
+            .as_str()
+        )
+    );
+    w.until("replacement on n2", |w| all_ready(w, 2, "v1"));
+    assert_eq!(events_with(&w.c, "Scheduled").len(), 3);
 }

@@ -369,6 +369,66 @@ fn rollback_reuses_old_replica_set_and_bumps_revision() {
         .is_empty());
 }
 
+fn change_cause(rs: &ReplicaSet) -> Option<&str> {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CHANGE_CAUSE))
+        .map(String::as_str)
+}
+
+#[test]
+fn change_cause_is_copied_onto_the_current_new_replica_set() {
+    let mut sim = Sim::new(deployment(
+        2,
+        "v1",
+        rolling(IntOrString::Int(1), IntOrString::Int(0)),
+    ));
+    let cause = |sim: &mut Sim, c: &str| {
+        sim.d
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(CHANGE_CAUSE.into(), c.into());
+    };
+    sim.d.metadata.annotations = Some(labels(&[(
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "{}",
+    )]));
+    cause(&mut sim, "create v1");
+    sim.settle();
+    assert_eq!(change_cause(sim.rs_by_image("v1")), Some("create v1"));
+    // Annotated after the ReplicaSet exists (kubectl annotate --overwrite): copied on sync.
+    cause(&mut sim, "v1 annotated later");
+    sim.settle();
+    assert_eq!(
+        change_cause(sim.rs_by_image("v1")),
+        Some("v1 annotated later")
+    );
+    sim.d.spec.as_mut().unwrap().template = template("v2");
+    cause(&mut sim, "image v2");
+    sim.settle();
+    assert_eq!(change_cause(sim.rs_by_image("v2")), Some("image v2"));
+    assert_eq!(
+        change_cause(sim.rs_by_image("v1")),
+        Some("v1 annotated later"),
+        "old ReplicaSets keep their own"
+    );
+    // Rollback to v1 with a new cause: the reused ReplicaSet takes it.
+    sim.d.spec.as_mut().unwrap().template = template("v1");
+    cause(&mut sim, "undo to v1");
+    sim.settle();
+    assert_eq!(change_cause(sim.rs_by_image("v1")), Some("undo to v1"));
+    assert_eq!(change_cause(sim.rs_by_image("v2")), Some("image v2"));
+    let rs = sim.rs_by_image("v1");
+    let a = rs.metadata.annotations.as_ref().unwrap();
+    assert_eq!(a.get(REVISION).map(String::as_str), Some("3"));
+    assert!(!a.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    assert!(reconcile::<Pod>(&sim.d, &sim.rss, &[], t(1000))
+        .actions
+        .is_empty());
+}
+
 #[test]
 fn recreate_waits_for_old_pods_before_creating_new() {
     let strategy = DeploymentStrategy {

@@ -58,6 +58,29 @@ fn kubernetes_style_message_counts_each_node_reason() {
 }
 
 #[test]
+fn a_tainted_node_reports_its_taint_before_node_affinity() {
+    // The tainted node matches neither the pod's nodeSelector nor its tolerations: the
+    // reason given is the taint (TaintToleration runs before NodeAffinity).
+    let nodes = vec![
+        with_taint(node("a", "4", "8Gi", 110), "dedicated", "gpu", "NoSchedule"),
+        node("b", "4", "8Gi", 110),
+    ];
+    let mut p = pod("default", "p", "", "");
+    p.spec.as_mut().unwrap().node_selector = Some(labels(&[("disk", "ssd")]));
+    let mut s = Scheduler::new(&nodes, &[]);
+    assert_eq!(
+        unsched(&s.schedule(&p)),
+        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}."
+    );
+    let p = with_affinity(pod("default", "q", "", ""), vec![("zone", "In", &["z1"])]);
+    let mut s = Scheduler::new(&nodes, &[]);
+    assert_eq!(
+        unsched(&s.schedule(&p)),
+        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}."
+    );
+}
+
+#[test]
 fn resources_fill_up_and_pod_count_limit() {
     let nodes = vec![node("a", "2", "4Gi", 3)];
     let mut s = Scheduler::new(&nodes, &[]);
