@@ -1001,7 +1001,8 @@ fn upload_resumes_after_restart_and_sessions_are_bounded() {
     assert_eq!(got.as_ref(), &data[..]);
 }
 
-/// A loopback TCP proxy that cuts its first connection once the client has sent `limit` bytes.
+/// A loopback TCP proxy that cuts the first connection over which the client has sent more
+/// than `limit` bytes.
 fn cutting_proxy(
     upstream: std::net::SocketAddr,
     limit: u64,
@@ -1013,7 +1014,7 @@ fn cutting_proxy(
     let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cut2 = cut.clone();
     std::thread::spawn(move || {
-        for (n, conn) in l.incoming().enumerate() {
+        for conn in l.incoming() {
             let Ok(client) = conn else { return };
             let Ok(server) = TcpStream::connect(upstream) else {
                 return;
@@ -1029,8 +1030,13 @@ fn cutting_proxy(
                         Ok(0) | Err(_) => break,
                         Ok(k) => k,
                     };
-                    if n == 0 && sent + k as u64 > limit {
-                        cut.store(true, Ordering::SeqCst);
+                    // The first connection to carry `limit` bytes is cut, once (which one
+                    // carries the upload depends on the client's pool).
+                    if sent + k as u64 > limit
+                        && cut
+                            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                    {
                         let _ = c_r.shutdown(Shutdown::Both);
                         let _ = s_w.shutdown(Shutdown::Both);
                         return;
