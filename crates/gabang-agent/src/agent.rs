@@ -12,6 +12,8 @@
 //! - the *heartbeat*: renews the Lease every 10 s and refreshes the Node status.
 //! - `workers` *sync workers* sharing one queue (a uid is never synced by two workers at
 //!   once; a change that arrives meanwhile queues it again once the worker is done).
+//! - the *event sender* ([`crate::events`]): writes the pods' Events from a bounded queue at
+//!   a low CPU priority, so a sync never waits for them.
 //! - one short-lived thread per terminating pod (a grace period may last 30 s and must not hold
 //!   a sync worker): `terminate`, then the final delete.
 //!
@@ -33,6 +35,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::chrono::Utc;
 
+use crate::events::Recorder;
 use crate::node::{self, HostFacts, NodeConfig};
 use crate::pods::{LocalPod, PodRuntime, SyncOutcome};
 use crate::podspec::RefSource;
@@ -194,11 +197,11 @@ struct Shared {
     api: ApiConfig,
     host: HostFacts,
     backend: Arc<dyn PodBackend>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     state: Mutex<State>,
     cv: Condvar,
-    /// Whether the API server accepts core/v1 Events (else they are logged).
-    events_ok: AtomicBool,
+    /// Pod events, written by their own low-priority thread ([`crate::events`]).
+    events: Recorder,
 }
 
 impl Shared {
@@ -278,17 +281,24 @@ pub fn start(
     let client = api.connect()?;
     node::register(&client, &cfg.node, &host)?;
     node::renew_lease(&client, &cfg.node.name)?;
+    // The events thread reuses the registration's client and follows the agent's stop flag.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events, events_thread) = {
+        let stop = stop.clone();
+        Recorder::start(client, move || stop.load(Ordering::SeqCst))
+            .map_err(|e| AgentError::Other(format!("spawning agent-events: {e}")))?
+    };
     let shared = Arc::new(Shared {
         cfg,
         api,
         host,
         backend,
-        stop: AtomicBool::new(false),
+        stop,
         state: Mutex::new(State::default()),
         cv: Condvar::new(),
-        events_ok: AtomicBool::new(true),
+        events,
     });
-    let mut threads = Vec::new();
+    let mut threads = vec![events_thread];
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
             .name(name.into())
@@ -635,7 +645,7 @@ fn sync_one(s: &Shared, c: &HttpCluster, uid: &str, pod: Pod, reported: Option<P
                 next = next.min(r);
             }
             for (type_, reason, message) in &out.events {
-                record_event(s, c, &pod, type_, reason, message);
+                record_event(s, &pod, type_, reason, message);
             }
             let same = reported.as_ref() == Some(&out.status)
                 || (reported.is_none() && pod.status.as_ref() == Some(&out.status));
@@ -760,17 +770,13 @@ fn terminate_one(s: &Shared, uid: &str, pod: Option<Pod>, grace: Duration) {
     }
 }
 
-fn record_event(s: &Shared, c: &HttpCluster, pod: &Pod, type_: &str, reason: &str, message: &str) {
+fn record_event(s: &Shared, pod: &Pod, type_: &str, reason: &str, message: &str) {
     let ns = pod
         .metadata
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
-    if !s.events_ok.load(Ordering::Relaxed) {
-        tracing::info!("event {type_} {reason} pod {ns}/{name}: {message}");
-        return;
-    }
     let now = Utc::now();
     let ev = Event {
         metadata: ObjectMeta {
@@ -805,12 +811,5 @@ fn record_event(s: &Shared, c: &HttpCluster, pod: &Pod, type_: &str, reason: &st
         count: Some(1),
         ..Default::default()
     };
-    match c.create(&ev) {
-        Ok(_) => {}
-        Err(ClusterError::NotFound { .. }) => {
-            // No events resource on this API server (or the namespace is gone).
-            tracing::info!("event {type_} {reason} pod {ns}/{name}: {message}");
-        }
-        Err(e) => tracing::warn!("agent: event for {ns}/{name}: {e}"),
-    }
+    s.events.record(ev);
 }

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod backoff;
 mod error;
+mod events;
 pub mod node;
 pub mod pods;
 pub mod podspec;
