@@ -57,7 +57,7 @@ impl<K> WatchEvent<K> {
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
-fn encode_query(v: &str) -> String {
+pub fn encode_query(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

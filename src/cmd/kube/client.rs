@@ -327,18 +327,8 @@ pub struct Client {
     pub namespace: String,
 }
 
-/// Percent-encodes a query value.
-pub fn encode_query(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Percent-encodes a query value (shared with the controllers' client).
+pub use gabang_controllers::http::encode_query;
 
 impl Client {
     pub fn new(kc: KubeConfig) -> Result<Client> {
