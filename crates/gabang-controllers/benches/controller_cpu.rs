@@ -18,14 +18,14 @@ use std::time::{Duration as StdDuration, Instant};
 use gabang_apiserver::{serve, ServerConfig, StoreSpec};
 use gabang_controllers::cluster::{Cluster, ClusterError};
 use gabang_controllers::common::pod_ready;
-use gabang_controllers::fixtures::{labels, node, pod};
+use gabang_controllers::fixtures::{labels, pod, seed};
 use gabang_controllers::http::HttpCluster;
 use gabang_controllers::nodelifecycle::{Config as NodeConfig, SystemClock};
 use gabang_controllers::polling::PollingManager;
 use gabang_controllers::polling::{fake_agent_mark_pods, fake_agent_renew_leases};
 use gabang_controllers::runtime::{Config, Manager};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::chrono::Utc;
 
@@ -128,24 +128,7 @@ fn run(v: Variant) -> Result {
     let client =
         || Arc::new(HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token).unwrap());
     let c = client();
-    for ns in ["default", "kube-node-lease"] {
-        match c.create(&Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }) {
-            Ok(_) | Err(ClusterError::AlreadyExists { .. }) => {}
-            Err(e) => panic!("namespace {ns}: {e}"),
-        }
-    }
-    for n in NODES {
-        let want = node(n, "64", "256Gi", 200);
-        let mut created = c.create(&want).unwrap();
-        created.status = want.status.clone();
-        c.update_status(&created).unwrap();
-    }
+    seed(&*c, &NODES, "64", "256Gi", 200).unwrap();
     c.create(&deployment()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let agent = {

@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus,
-    ResourceRequirements, Taint,
+    Container, Namespace, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec,
+    PodStatus, ResourceRequirements, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::chrono::{DateTime, Utc};
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::nodelifecycle::LEASE_NAMESPACE;
 
 pub fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
     kv.iter()
@@ -125,4 +128,36 @@ pub fn running_ready(mut p: Pod, since: DateTime<Utc>) -> Pod {
         ..Default::default()
     }]);
     p
+}
+
+/// Seeds an empty cluster for tests and benchmarks: the `default` and `kube-node-lease`
+/// namespaces (kept if they exist), then one [`node`] per name with the given capacity, its
+/// Ready status written through the status subresource.
+pub fn seed<C: Cluster>(
+    c: &C,
+    nodes: &[&str],
+    cpu: &str,
+    memory: &str,
+    pods: i64,
+) -> Result<(), ClusterError> {
+    for ns in ["default", LEASE_NAMESPACE] {
+        let want = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match c.create(&want) {
+            Ok(_) | Err(ClusterError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for n in nodes {
+        let want = node(n, cpu, memory, pods);
+        let mut created = c.create(&want)?;
+        created.status = want.status;
+        c.update_status(&created)?;
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use gabang_apiserver::{serve, ServerConfig, ServerHandle, StoreSpec};
 use gabang_controllers::cluster::{Cluster, ClusterError};
 use gabang_controllers::common::{controller_ref, pod_active, pod_ready};
 use gabang_controllers::deployment::{CHANGE_CAUSE, HASH_LABEL, REVISION};
-use gabang_controllers::fixtures::{labels, node, pod};
+use gabang_controllers::fixtures::{labels, pod, seed};
 use gabang_controllers::gc::Propagation;
 use gabang_controllers::http::HttpCluster;
 use gabang_controllers::nodelifecycle::{Clock, FakeClock, SystemClock, LEASE_NAMESPACE};
@@ -22,8 +22,7 @@ use gabang_store::{Backend, SqliteBackend, SqliteConfig};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Pod, PodTemplateSpec, Secret, Service, ServicePort,
-    ServiceSpec,
+    ConfigMap, Endpoints, Event, Pod, PodTemplateSpec, Secret, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -51,24 +50,7 @@ fn start(nodes: &[&str]) -> ControlPlane {
         }))
         .unwrap();
     let c = Arc::new(HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token).unwrap());
-    for ns in ["default", LEASE_NAMESPACE] {
-        match c.create(&Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }) {
-            Ok(_) | Err(ClusterError::AlreadyExists { .. }) => {}
-            Err(e) => panic!("namespace {ns}: {e}"),
-        }
-    }
-    for n in nodes {
-        let want = node(n, "8", "16Gi", 110);
-        let mut created = c.create(&want).unwrap();
-        created.status = want.status.clone();
-        c.update_status(&created).unwrap();
-    }
+    seed(&*c, nodes, "8", "16Gi", 110).unwrap();
     ControlPlane {
         _handle: handle,
         _rt: rt,

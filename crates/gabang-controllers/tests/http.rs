@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use gabang_apiserver::{serve, ServerConfig, StoreSpec};
-use gabang_controllers::cluster::{Cluster, ClusterError};
-use gabang_controllers::fixtures::{labels, node, pod};
+use gabang_controllers::cluster::Cluster;
+use gabang_controllers::fixtures::{labels, pod, seed};
 use gabang_controllers::gc::Propagation;
 use gabang_controllers::http::HttpCluster;
 use gabang_controllers::nodelifecycle::{Config, SystemClock};
 use gabang_controllers::runtime::{fake_agent_step, Manager};
 use gabang_store::{Backend, SqliteBackend, SqliteConfig};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::chrono::Utc;
 
@@ -40,24 +40,7 @@ fn deployment_lifecycle_over_the_apiserver() {
         }))
         .unwrap();
     let c = Arc::new(HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token).unwrap());
-    for ns in ["default", "kube-node-lease"] {
-        match c.create(&Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }) {
-            Ok(_) | Err(ClusterError::AlreadyExists { .. }) => {}
-            Err(e) => panic!("namespace {ns}: {e}"),
-        }
-    }
-    for n in ["n1", "n2"] {
-        let want = node(n, "4", "8Gi", 110);
-        let mut created = c.create(&want).unwrap();
-        created.status = want.status.clone();
-        c.update_status(&created).unwrap();
-    }
+    seed(&*c, &["n1", "n2"], "4", "8Gi", 110).unwrap();
     let mut m = Manager::new(c.clone(), Arc::new(SystemClock), Config::default());
     let spec = pod("default", "x", "100m", "64Mi").spec;
     c.create(&Deployment {

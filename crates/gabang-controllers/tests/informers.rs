@@ -13,7 +13,7 @@ use std::time::{Duration as StdDuration, Instant};
 use gabang_apiserver::{serve, ServerConfig, ServerHandle, StoreSpec};
 use gabang_controllers::cluster::{Cluster, ClusterError, WatchCluster};
 use gabang_controllers::common::{controller_ref, pod_active, pod_ready};
-use gabang_controllers::fixtures::{labels, node, pod};
+use gabang_controllers::fixtures::{labels, pod, seed};
 use gabang_controllers::http::{HttpCluster, WatchEvent};
 use gabang_controllers::nodelifecycle::SystemClock;
 use gabang_controllers::runtime::{fake_agent_step, Config, Manager};
@@ -90,24 +90,7 @@ impl Drop for Server {
 }
 
 fn setup(c: &HttpCluster) {
-    for ns in ["default", "kube-node-lease"] {
-        match c.create(&Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }) {
-            Ok(_) | Err(ClusterError::AlreadyExists { .. }) => {}
-            Err(e) => panic!("namespace {ns}: {e}"),
-        }
-    }
-    for n in NODES {
-        let want = node(n, "64", "256Gi", 200);
-        let mut created = c.create(&want).unwrap();
-        created.status = want.status.clone();
-        c.update_status(&created).unwrap();
-    }
+    seed(c, &NODES, "64", "256Gi", 200).unwrap();
 }
 
 fn deployment(replicas: i32) -> Deployment {
