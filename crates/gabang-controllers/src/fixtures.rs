@@ -1,10 +1,10 @@
-//! Builders for Nodes and Pods used by tests, benchmarks and fake clusters.
+//! Builders for Nodes, Pods and Services used by tests, benchmarks and fake clusters.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, Namespace, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec,
-    PodStatus, ResourceRequirements, Taint,
+    PodStatus, ResourceRequirements, Service, ServicePort, ServiceSpec, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -128,6 +128,26 @@ pub fn running_ready(mut p: Pod, since: DateTime<Utc>) -> Pod {
         ..Default::default()
     }]);
     p
+}
+
+/// A ClusterIP Service `ns/name` selecting `selector`, with one unnamed TCP `port`.
+pub fn service(ns: &str, name: &str, selector: &[(&str, &str)], port: i32) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(labels(selector)),
+            ports: Some(vec![ServicePort {
+                port,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
 }
 
 /// Seeds an empty cluster for tests and benchmarks: the `default` and `kube-node-lease`

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gabang_controllers::cluster::{Cluster, MemCluster};
-use gabang_controllers::fixtures::{labels, node, pod};
+use gabang_controllers::fixtures::{labels, node, pod, service};
 use gabang_controllers::gc::Propagation;
 use gabang_controllers::nodelifecycle::{Clock, Config, FakeClock};
 use gabang_controllers::runtime::{fake_agent_step, Manager};
@@ -473,23 +473,8 @@ fn gc_covers_every_served_kind_background_foreground_and_orphan() {
 fn a_deleted_service_takes_its_endpoints_and_slices() {
     let mut w = World::new(&["n1"]);
     w.c.create(&web(2, "v1")).unwrap();
-    w.c.create(&Service {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            selector: Some(labels(&[("app", "web")])),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    })
-    .unwrap();
+    w.c.create(&service("default", "web", &[("app", "web")], 80))
+        .unwrap();
     w.until("endpoints and a slice", |w| {
         w.c.get::<Endpoints>("default", "web").unwrap().is_some()
             && w.c.count::<EndpointSlice>() == 1

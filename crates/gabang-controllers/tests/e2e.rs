@@ -13,7 +13,7 @@ use gabang_apiserver::{serve, ServerConfig, ServerHandle, StoreSpec};
 use gabang_controllers::cluster::{Cluster, ClusterError};
 use gabang_controllers::common::{controller_ref, pod_active, pod_ready};
 use gabang_controllers::deployment::{CHANGE_CAUSE, HASH_LABEL, REVISION};
-use gabang_controllers::fixtures::{labels, pod, seed};
+use gabang_controllers::fixtures::{labels, pod, seed, service};
 use gabang_controllers::gc::Propagation;
 use gabang_controllers::http::HttpCluster;
 use gabang_controllers::nodelifecycle::{Clock, FakeClock, SystemClock, LEASE_NAMESPACE};
@@ -22,7 +22,7 @@ use gabang_store::{Backend, SqliteBackend, SqliteConfig};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Pod, PodTemplateSpec, Secret, Service, ServicePort, ServiceSpec,
+    ConfigMap, Endpoints, Event, Pod, PodTemplateSpec, Secret, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -384,23 +384,8 @@ fn gc_and_endpoints_cover_kinds_without_a_typed_cache() {
         ..Default::default()
     })
     .unwrap();
-    c.create(&Service {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            selector: Some(labels(&[("app", "web")])),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    })
-    .unwrap();
+    c.create(&service("default", "web", &[("app", "web")], 80))
+        .unwrap();
     run_until(&mut m, c, &live, "ready with endpoints", &|| {
         rolled_out(c, "web", 1, "web:v1")
             && c.get::<Endpoints>("default", "web")

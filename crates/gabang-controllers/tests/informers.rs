@@ -13,13 +13,13 @@ use std::time::{Duration as StdDuration, Instant};
 use gabang_apiserver::{serve, ServerConfig, ServerHandle, StoreSpec};
 use gabang_controllers::cluster::{Cluster, ClusterError, WatchCluster};
 use gabang_controllers::common::{controller_ref, pod_active, pod_ready};
-use gabang_controllers::fixtures::{labels, pod, seed};
+use gabang_controllers::fixtures::{labels, pod, seed, service};
 use gabang_controllers::http::{HttpCluster, WatchEvent};
 use gabang_controllers::nodelifecycle::SystemClock;
 use gabang_controllers::runtime::{fake_agent_step, Config, Manager};
 use gabang_store::{Backend, SqliteBackend, SqliteConfig};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::chrono::Utc;
 
@@ -475,23 +475,8 @@ fn informers_relist_after_410_and_the_idle_manager_sends_nothing() {
     assert_eq!(before, served);
     let handle = m.spawn().unwrap();
     c().create(&deployment(3)).unwrap();
-    c().create(&Service {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            selector: Some(labels(&[("app", "web")])),
-            ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    })
-    .unwrap();
+    c().create(&service("default", "web", &[("app", "web")], 80))
+        .unwrap();
     let converged = || {
         let eps = c()
             .get::<k8s_openapi::api::core::v1::Endpoints>("default", "web")
