@@ -336,7 +336,9 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
         if opts.auto_remove && opts.restart != RestartPolicy::No {
             bail!("conflicting options: --restart and --rm");
         }
-        let store = crate::cmd::image::open_store(root)?;
+        // Shared with the runtime, which records the container's use of the image in it.
+        let store = gabang_content::Store::shared(root)
+            .with_context(|| format!("open the image store under {}", root.display()))?;
         gabang_runtime::timing("content store open");
         let image = store
             .resolve_image(&a.image)

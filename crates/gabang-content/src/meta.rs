@@ -61,6 +61,13 @@ impl Meta {
         )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // A process that never drops its connection (the shared store of a CLI command
+        // that exits through `process::exit`, a node agent that runs for weeks) keeps the
+        // WAL short too: a passive checkpoint once it holds 64 pages, and the next writer
+        // after a complete one restarts it, cut back to 256 KiB. The next process to open
+        // the database then recovers at most that much, not megabytes of old frames.
+        conn.pragma_update(None, "wal_autocheckpoint", 64)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_TRUNCATE_BYTES as i64)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS images (
                  manifest_digest TEXT PRIMARY KEY,

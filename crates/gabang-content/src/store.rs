@@ -131,6 +131,20 @@ impl Store {
         })
     }
 
+    /// The process-wide store for `root`, opened on first use: a CLI command, the runtime and
+    /// a node agent that each need the store share one database connection (opening it parses
+    /// the schema and maps the WAL, ~1 ms each time).
+    pub fn shared(root: &Path) -> Result<std::sync::Arc<Store>> {
+        static STORES: Mutex<Vec<(PathBuf, std::sync::Arc<Store>)>> = Mutex::new(Vec::new());
+        let mut stores = STORES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = stores.iter().find(|(r, _)| r == root) {
+            return Ok(s.clone());
+        }
+        let s = std::sync::Arc::new(Store::open(root)?);
+        stores.push((root.to_path_buf(), s.clone()));
+        Ok(s)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

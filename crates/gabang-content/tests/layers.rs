@@ -423,3 +423,27 @@ fn rmi_force_of_an_image_in_use_keeps_its_snapshots_until_released() {
     assert_eq!(r.snapshots_removed, 1);
     assert!(store.blobs().list().unwrap().is_empty());
 }
+
+#[test]
+fn a_connection_that_is_never_closed_keeps_the_wal_short() {
+    // A node agent (or a CLI command that exits without dropping the shared store) writes
+    // for as long as it runs; every new process then recovers the whole WAL when it opens
+    // the database, so the WAL must not grow with the number of writes.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("s");
+    let store = Store::shared(&root).unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &store,
+        &Store::shared(&root).unwrap()
+    ));
+    for i in 0..2000 {
+        store
+            .add_usage("sha256:0000", &format!("container:{i:060}"))
+            .unwrap();
+        store
+            .remove_usage("sha256:0000", &format!("container:{i:060}"))
+            .unwrap();
+    }
+    let wal = fs::metadata(root.join("metadata.db-wal")).unwrap().len();
+    assert!(wal <= 512 * 1024, "WAL is {wal} bytes after 4000 commits");
+}

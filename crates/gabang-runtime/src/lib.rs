@@ -266,19 +266,7 @@ pub(crate) fn image_usage(root: &Path, image_id: &str, owner: &str, add: bool) {
     }
     // One connection per process and root: `rm` of many containers, or a node agent,
     // would otherwise open the database (and parse its schema) once per container.
-    static STORES: std::sync::Mutex<Vec<(PathBuf, std::sync::Arc<gabang_content::Store>)>> =
-        std::sync::Mutex::new(Vec::new());
-    let store = {
-        let mut stores = STORES.lock().unwrap_or_else(|p| p.into_inner());
-        match stores.iter().find(|(r, _)| r == root) {
-            Some((_, s)) => Ok(s.clone()),
-            None => gabang_content::Store::open(root).map(|s| {
-                let s = std::sync::Arc::new(s);
-                stores.push((root.to_path_buf(), s.clone()));
-                s
-            }),
-        }
-    };
+    let store = gabang_content::Store::shared(root);
     let r = store.and_then(|s| {
         if add {
             s.add_usage(image_id, owner)
