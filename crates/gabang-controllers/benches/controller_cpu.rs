@@ -18,15 +18,14 @@ use std::time::{Duration as StdDuration, Instant};
 use gabang_apiserver::{serve, ServerConfig, StoreSpec};
 use gabang_controllers::cluster::{Cluster, ClusterError};
 use gabang_controllers::common::pod_ready;
-use gabang_controllers::fixtures::{labels, pod, seed};
+use gabang_controllers::fixtures::{pod, seed};
 use gabang_controllers::http::HttpCluster;
 use gabang_controllers::nodelifecycle::{Config as NodeConfig, SystemClock};
 use gabang_controllers::polling::PollingManager;
 use gabang_controllers::polling::{fake_agent_mark_pods, fake_agent_renew_leases};
 use gabang_controllers::runtime::{Config, Manager};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::chrono::Utc;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -72,30 +71,12 @@ struct Result {
 }
 
 fn deployment() -> Deployment {
-    let spec = pod("default", "x", "10m", "16Mi").spec;
-    Deployment {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(0),
-            selector: LabelSelector {
-                match_labels: Some(labels(&[("app", "web")])),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&[("app", "web")])),
-                    ..Default::default()
-                }),
-                spec,
-            },
-            ..Default::default()
-        }),
-        status: None,
-    }
+    gabang_controllers::fixtures::deployment(
+        "default",
+        "web",
+        0,
+        pod("default", "x", "10m", "16Mi").spec,
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]

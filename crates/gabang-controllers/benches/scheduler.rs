@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gabang_controllers::cluster::{Cluster, MemCluster};
-use gabang_controllers::fixtures::labels;
+use gabang_controllers::fixtures::deployment;
 use gabang_controllers::nodelifecycle::{Clock, Config, FakeClock};
 use gabang_controllers::polling::PollingManager;
 use gabang_controllers::runtime::{fake_agent_step, Manager, SyncReport};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::chrono::{Duration, TimeZone, Utc};
 
 use gabang_controllers::fixtures::{node, owned_by, pod, with_labels, with_taint};
@@ -100,30 +99,7 @@ fn scale_to_1000(what: &str, make: impl Fn(Arc<MemCluster>, Arc<FakeClock>) -> S
     let live: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut step = make(c.clone(), clock.clone());
     let spec = pod("bench", "x", "10m", "16Mi").spec;
-    c.create(&Deployment {
-        metadata: ObjectMeta {
-            namespace: Some("bench".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(0),
-            selector: LabelSelector {
-                match_labels: Some(labels(&[("app", "web")])),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&[("app", "web")])),
-                    ..Default::default()
-                }),
-                spec,
-            },
-            ..Default::default()
-        }),
-        status: None,
-    })
-    .unwrap();
+    c.create(&deployment("bench", "web", 0, spec)).unwrap();
     step();
     let t0 = Instant::now();
     let mut d: Deployment = c.get("bench", "web").unwrap().unwrap();

@@ -1,13 +1,17 @@
-//! Builders for Nodes, Pods and Services used by tests, benchmarks and fake clusters.
+//! Builders for Nodes, Pods, Services and Deployments used by tests, benchmarks and fake
+//! clusters.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, Namespace, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec,
-    PodStatus, ResourceRequirements, Service, ServicePort, ServiceSpec, Taint,
+    PodStatus, PodTemplateSpec, ResourceRequirements, Service, ServicePort, ServiceSpec, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
 use k8s_openapi::chrono::{DateTime, Utc};
 
 use crate::cluster::{Cluster, ClusterError};
@@ -144,6 +148,34 @@ pub fn service(ns: &str, name: &str, selector: &[(&str, &str)], port: i32) -> Se
                 port,
                 ..Default::default()
             }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A Deployment `ns/name` of `replicas` pods running `spec`, selecting and labelling its pods
+/// `app=<name>` (default strategy).
+pub fn deployment(ns: &str, name: &str, replicas: i32, spec: Option<PodSpec>) -> Deployment {
+    Deployment {
+        metadata: ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels(&[("app", name)])),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&[("app", name)])),
+                    ..Default::default()
+                }),
+                spec,
+            },
             ..Default::default()
         }),
         status: None,

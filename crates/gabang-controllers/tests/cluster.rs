@@ -11,16 +11,16 @@ use gabang_controllers::gc::Propagation;
 use gabang_controllers::nodelifecycle::{Clock, Config, FakeClock};
 use gabang_controllers::runtime::{fake_agent_step, Manager};
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
+    Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ContainerPort, Endpoints, Event, Namespace, NamespaceSpec, Node, Pod,
-    PodTemplateSpec, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
+    ConfigMap, ContainerPort, Endpoints, Event, Namespace, NamespaceSpec, Node, Pod, Secret,
+    Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::chrono::{Duration, TimeZone, Utc};
 
@@ -96,36 +96,17 @@ fn web(replicas: i32, img: &str) -> Deployment {
         container_port: 8080,
         ..Default::default()
     }]);
-    Deployment {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels(&[("app", "web")])),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&[("app", "web")])),
-                    ..Default::default()
-                }),
-                spec: Some(spec),
-            },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(1)),
-                }),
+    let mut d = gabang_controllers::fixtures::deployment("default", "web", replicas, Some(spec));
+    if let Some(s) = d.spec.as_mut() {
+        s.strategy = Some(DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::Int(1)),
+                max_unavailable: Some(IntOrString::Int(1)),
             }),
-            ..Default::default()
-        }),
-        status: None,
+        });
     }
+    d
 }
 
 fn all_ready(w: &World, n: usize, img: &str) -> bool {

@@ -19,13 +19,11 @@ use gabang_controllers::http::HttpCluster;
 use gabang_controllers::nodelifecycle::{Clock, FakeClock, SystemClock, LEASE_NAMESPACE};
 use gabang_controllers::runtime::{fake_agent_step, Config, Manager};
 use gabang_store::{Backend, SqliteBackend, SqliteConfig};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Pod, PodTemplateSpec, Secret, Service,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::chrono::{DateTime, Duration, Utc};
 
 /// An API server with its own runtime and state directory.
@@ -62,29 +60,7 @@ fn start(nodes: &[&str]) -> ControlPlane {
 fn deployment(name: &str, replicas: i32, image: &str) -> Deployment {
     let mut spec = pod("default", "x", "100m", "64Mi").spec.unwrap();
     spec.containers[0].image = Some(image.into());
-    Deployment {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels(&[("app", name)])),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&[("app", name)])),
-                    ..Default::default()
-                }),
-                spec: Some(spec),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    }
+    gabang_controllers::fixtures::deployment("default", name, replicas, Some(spec))
 }
 
 /// Sync the manager, play the agent, until `f` holds (at most ~10 s of real time). Writes

@@ -7,15 +7,14 @@ use std::time::Duration as StdDuration;
 
 use gabang_apiserver::{serve, ServerConfig, StoreSpec};
 use gabang_controllers::cluster::Cluster;
-use gabang_controllers::fixtures::{labels, pod, seed};
+use gabang_controllers::fixtures::{deployment, pod, seed};
 use gabang_controllers::gc::Propagation;
 use gabang_controllers::http::HttpCluster;
 use gabang_controllers::nodelifecycle::{Config, SystemClock};
 use gabang_controllers::runtime::{fake_agent_step, Manager};
 use gabang_store::{Backend, SqliteBackend, SqliteConfig};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
-use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::chrono::Utc;
 
 fn ready(p: &Pod) -> bool {
@@ -43,30 +42,7 @@ fn deployment_lifecycle_over_the_apiserver() {
     seed(&*c, &["n1", "n2"], "4", "8Gi", 110).unwrap();
     let mut m = Manager::new(c.clone(), Arc::new(SystemClock), Config::default());
     let spec = pod("default", "x", "100m", "64Mi").spec;
-    c.create(&Deployment {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(3),
-            selector: LabelSelector {
-                match_labels: Some(labels(&[("app", "web")])),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&[("app", "web")])),
-                    ..Default::default()
-                }),
-                spec,
-            },
-            ..Default::default()
-        }),
-        status: None,
-    })
-    .unwrap();
+    c.create(&deployment("default", "web", 3, spec)).unwrap();
     let run_until = |m: &mut Manager<HttpCluster>, what: &str, f: &dyn Fn() -> bool| {
         for _ in 0..100 {
             let rep = m.sync().unwrap();

@@ -13,14 +13,13 @@ use std::time::{Duration as StdDuration, Instant};
 use gabang_apiserver::{serve, ServerConfig, ServerHandle, StoreSpec};
 use gabang_controllers::cluster::{Cluster, ClusterError, WatchCluster};
 use gabang_controllers::common::{controller_ref, pod_active, pod_ready};
-use gabang_controllers::fixtures::{labels, pod, seed, service};
+use gabang_controllers::fixtures::{pod, seed, service};
 use gabang_controllers::http::{HttpCluster, WatchEvent};
 use gabang_controllers::nodelifecycle::SystemClock;
 use gabang_controllers::runtime::{fake_agent_step, Config, Manager};
 use gabang_store::{Backend, SqliteBackend, SqliteConfig};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::chrono::Utc;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -94,30 +93,12 @@ fn setup(c: &HttpCluster) {
 }
 
 fn deployment(replicas: i32) -> Deployment {
-    let spec = pod("default", "x", "10m", "16Mi").spec;
-    Deployment {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels(&[("app", "web")])),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&[("app", "web")])),
-                    ..Default::default()
-                }),
-                spec,
-            },
-            ..Default::default()
-        }),
-        status: None,
-    }
+    gabang_controllers::fixtures::deployment(
+        "default",
+        "web",
+        replicas,
+        pod("default", "x", "10m", "16Mi").spec,
+    )
 }
 
 /// The fake node agent on a thread, with its own client (errors while the server is down
