@@ -337,8 +337,7 @@ fn cmd_run(a: RunArgs, root: &Path) -> Result<i32> {
             bail!("conflicting options: --restart and --rm");
         }
         // Shared with the runtime, which records the container's use of the image in it.
-        let store = gabang_content::Store::shared(root)
-            .with_context(|| format!("open the image store under {}", root.display()))?;
+        let store = crate::cmd::image::open_store(root)?;
         gabang_runtime::timing("content store open");
         let image = store
             .resolve_image(&a.image)

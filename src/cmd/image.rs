@@ -161,8 +161,9 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-pub fn open_store(root: &Path) -> Result<Store> {
-    Store::open(root).with_context(|| format!("open the image store under {}", root.display()))
+/// The process's image store under `root` (one connection, shared with the runtime).
+pub fn open_store(root: &Path) -> Result<std::sync::Arc<Store>> {
+    Store::shared(root).with_context(|| format!("open the image store under {}", root.display()))
 }
 
 pub fn run_top(cmd: TopImageCommand, root: &Path) -> Result<i32> {

@@ -81,10 +81,6 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
-    let mut lat: Vec<f64> = ready_at
-        .iter()
-        .filter_map(|(n, r)| bound.get(n).map(|b| r - b))
-        .collect();
     // Per pod, when the watch first saw it bound and Ready (seconds since the watch began),
     // for a look at how the burst is spread; the last line is the summary.
     let mut rows: Vec<(&String, f64, f64)> = ready_at
@@ -92,9 +88,10 @@ fn main() {
         .filter_map(|(n, r)| bound.get(n).map(|b| (n, *b, *r)))
         .collect();
     rows.sort_by(|a, b| a.1.total_cmp(&b.1));
-    for (n, b, r) in rows {
+    for (n, b, r) in &rows {
         println!("# {n} bound {b:.3} ready {r:.3}");
     }
+    let mut lat: Vec<f64> = rows.iter().map(|(_, b, r)| r - b).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let q = |p: f64| lat[((p * (lat.len() - 1) as f64).round() as usize).min(lat.len() - 1)];
     println!("{:.3} {:.3} {:.3} {}", q(0.5), q(0.99), q(1.0), lat.len());

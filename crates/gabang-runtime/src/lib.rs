@@ -264,8 +264,7 @@ pub(crate) fn image_usage(root: &Path, image_id: &str, owner: &str, add: bool) {
     if image_id.is_empty() {
         return;
     }
-    // One connection per process and root: `rm` of many containers, or a node agent,
-    // would otherwise open the database (and parse its schema) once per container.
+    // The process's shared store: `rm` of many containers, or a node agent, opens it once.
     let store = gabang_content::Store::shared(root);
     let r = store.and_then(|s| {
         if add {

@@ -88,7 +88,7 @@ impl Manager {
         // gabang patch: /proc/self/mountinfo and /proc/self/cgroup are read once here, not
         // once per subsystem (11 reads of each took ~3 ms per container).
         let mut subsystems = HashMap::new();
-        let mount_points = util::cgroup_mount_points();
+        let mount_points = util::list_subsystem_mount_points();
         let cgroups = ProcfsHandle::new()
             .map_err(V1ManagerError::from)
             .and_then(|h| {

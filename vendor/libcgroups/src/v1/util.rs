@@ -51,7 +51,7 @@ pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> 
 pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>, V1MountPointError>
 {
     let mut mount_paths = HashMap::with_capacity(CONTROLLERS.len());
-    let mount_points = cgroup_mount_points()?;
+    let mount_points = list_subsystem_mount_points()?;
 
     for controller in CONTROLLERS {
         if let Ok(mount_point) = find_subsystem_mount_point(&mount_points, controller) {
@@ -62,14 +62,8 @@ pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>,
     Ok(mount_paths)
 }
 
-/// The mount points of all cgroup v1 hierarchies, read from one pass over
-/// /proc/self/mountinfo. (gabang patch: callers that look up several subsystems read the
-/// table once instead of once per subsystem.)
-pub fn cgroup_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> {
-    list_subsystem_mount_points()
-}
-
-/// The mount point of `subsystem` among `mount_points` (as [`cgroup_mount_points`] returns).
+/// The mount point of `subsystem` among `mount_points` (as [`list_subsystem_mount_points`]
+/// returns). (gabang patch: callers that look up several subsystems read mountinfo once.)
 pub fn find_subsystem_mount_point(
     mount_points: &[PathBuf],
     subsystem: &ControllerType,
@@ -104,5 +98,5 @@ pub fn find_subsystem_mount_point(
 }
 
 pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, V1MountPointError> {
-    find_subsystem_mount_point(&cgroup_mount_points()?, subsystem)
+    find_subsystem_mount_point(&list_subsystem_mount_points()?, subsystem)
 }
