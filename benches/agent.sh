@@ -63,7 +63,7 @@ for _ in $(seq 1 120); do
   k get node n1 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True && break
   sleep 0.5
 done
-sleep 10
+sleep "${PRE_SLEEP:-10}"
 up_idle=$(rss_kib "$up_pid")
 
 cat >"$tmp/deploy.yaml" <<EOF
@@ -93,8 +93,8 @@ proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 machine_cpu() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 up_cpu0=$(proc_cpu "$up_pid"); all_cpu0=$(machine_cpu)
 t0=$(date +%s.%N)
-# PERF=file: a machine-wide `perf record -g` over the apply -> Ready window.
-[ -n "${PERF:-}" ] && { perf record -a -g -o "$PERF" -- sleep "${PERF_SECONDS:-3}" >/dev/null 2>&1 & }
+# PERF=file: a machine-wide `perf record` (PERF_ARGS, default -g) over the apply -> Ready window.
+[ -n "${PERF:-}" ] && { perf record -a ${PERF_ARGS:--g} -o "$PERF" -- sleep "${PERF_SECONDS:-3}" >/dev/null 2>&1 & }
 k apply -f "$tmp/deploy.yaml" >/dev/null
 # One watching client (as a user would wait), not a kubectl poll loop: each kubectl run
 # costs ~50 ms of CPU, which this 2-core machine would otherwise take from the pods.

@@ -48,6 +48,7 @@ fn main() {
             std::process::exit(1)
         });
     let start = Instant::now();
+    let mut seen: HashMap<String, f64> = HashMap::new();
     let mut bound: HashMap<String, f64> = HashMap::new();
     let mut ready_at: HashMap<String, f64> = HashMap::new();
     println!("watching");
@@ -68,6 +69,7 @@ fn main() {
             }
             let now = start.elapsed().as_secs_f64();
             let name = p.metadata.name.clone().unwrap_or_default();
+            seen.entry(name.clone()).or_insert(now);
             if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
                 bound.entry(name.clone()).or_insert(now);
             }
@@ -81,15 +83,16 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
-    // Per pod, when the watch first saw it bound and Ready (seconds since the watch began),
-    // for a look at how the burst is spread; the last line is the summary.
+    // Per pod, when the watch first saw it (created), bound and Ready (seconds since the watch
+    // began), for a look at how the burst is spread; the last line is the summary.
     let mut rows: Vec<(&String, f64, f64)> = ready_at
         .iter()
         .filter_map(|(n, r)| bound.get(n).map(|b| (n, *b, *r)))
         .collect();
     rows.sort_by(|a, b| a.1.total_cmp(&b.1));
     for (n, b, r) in &rows {
-        println!("# {n} bound {b:.3} ready {r:.3}");
+        let c = seen.get(*n).copied().unwrap_or(*b);
+        println!("# {n} created {c:.3} bound {b:.3} ready {r:.3}");
     }
     let mut lat: Vec<f64> = rows.iter().map(|(_, b, r)| r - b).collect();
     lat.sort_by(|a, b| a.total_cmp(b));

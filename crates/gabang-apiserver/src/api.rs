@@ -1670,6 +1670,9 @@ impl Api<'_> {
             };
         }
         let fields = FieldSelector::parse(&fsel).map_err(ApiError::bad_request)?;
+        // A watch of everything needs no previous object to tell ADDED from MODIFIED
+        // (only whether there was one): it is decoded for deletions alone.
+        let everything = labels.is_empty() && fields.is_empty();
         let matches = move |o: &Value| labels.matches(o) && fields.matches(o);
         let rv = r.q("resourceVersion").unwrap_or("0");
         let send_initial = r.q("sendInitialEvents") == Some("true");
@@ -1774,13 +1777,18 @@ impl Api<'_> {
                         }
                         Some(Ok(ev)) => {
                             last = ev.revision();
-                            let prev = ev.prev.as_ref().and_then(|kv| decode(kv).ok());
-                            let prev_match = prev.as_ref().is_some_and(&matches);
+                            let prev = if everything && ev.kind == EventKind::Put {
+                                None
+                            } else {
+                                ev.prev.as_ref().and_then(|kv| decode(kv).ok())
+                            };
+                            let had_prev = if everything { ev.prev.is_some() } else { prev.is_some() };
+                            let prev_match = if everything { had_prev } else { prev.as_ref().is_some_and(&matches) };
                             match ev.kind {
                                 EventKind::Put => {
                                     let Ok(o) = decode(&ev.kv) else { continue };
-                                    let now = matches(&o);
-                                    let ty = match (ev.is_create() || prev.is_none(), now, prev_match) {
+                                    let now = everything || matches(&o);
+                                    let ty = match (ev.is_create() || !had_prev, now, prev_match) {
                                         (true, true, _) => "ADDED",
                                         (false, true, true) => "MODIFIED",
                                         (false, true, false) => "ADDED",

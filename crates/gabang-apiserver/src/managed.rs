@@ -106,6 +106,11 @@ fn child(path: &Path, step: String) -> Path {
 
 /// Every field path set in `v` (a value at `path`, in field `field`).
 fn collect(v: &Value, path: &Path, field: &str, item: bool, out: &mut FieldSet) {
+    collect_in(v, &mut path.clone(), field, item, out);
+}
+
+/// [`collect`] on one path buffer (steps pushed and popped, cloned only into `out`).
+fn collect_in(v: &Value, path: &mut Path, field: &str, item: bool, out: &mut FieldSet) {
     match v {
         Value::Object(m) => {
             if item || is_map_node(field, m) {
@@ -116,7 +121,9 @@ fn collect(v: &Value, path: &Path, field: &str, item: bool, out: &mut FieldSet) 
             }
             for (k, cv) in m {
                 if !cv.is_null() {
-                    collect(cv, &child(path, format!("f:{k}")), k, false, out);
+                    path.push(format!("f:{k}"));
+                    collect_in(cv, path, k, false, out);
+                    path.pop();
                 }
             }
         }
@@ -128,7 +135,9 @@ fn collect(v: &Value, path: &Path, field: &str, item: bool, out: &mut FieldSet) 
                 }
             } else if let Some(items) = keyed(field, list) {
                 for (k, it) in items {
-                    collect(it, &child(path, k), field, true, out);
+                    path.push(k);
+                    collect_in(it, path, field, true, out);
+                    path.pop();
                 }
             } else {
                 out.insert(path.clone());
@@ -184,7 +193,9 @@ fn diff(a: &Value, b: &Value, path: &Path, field: &str, item: bool, out: &mut Fi
                     ma.get(k).unwrap_or(&Value::Null),
                     mb.get(k).unwrap_or(&Value::Null),
                 );
-                diff(va, vb, &child(path, format!("f:{k}")), k, false, out);
+                if va != vb {
+                    diff(va, vb, &child(path, format!("f:{k}")), k, false, out);
+                }
             }
             let _ = item;
         }

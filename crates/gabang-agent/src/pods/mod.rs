@@ -205,6 +205,7 @@ impl PodRuntime {
             shim_exe: cfg.shim_exe.clone(),
             shim_prefix_args: cfg.shim_prefix_args.clone(),
         })?;
+        runtime.prepare_seccomp()?;
         let content = gabang_content::Store::open(&cfg.root)?;
         let net = gabang_net::Network::open_with(
             &cfg.root.join("net-pods"),
