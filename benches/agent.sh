@@ -5,6 +5,9 @@
 #   - Docker Swarm on the same machine: `docker service create --replicas N` until converged;
 #   - idle RSS of `gabang up` (no pods) and of a second, idle `gabang agent`.
 #   benches/agent.sh [N]      (GABANG=path/to/gabang, default target/release/gabang)
+#   PRE_SLEEP=s: idle time before the apply (default 10). This machine's ext4 has no journal, so
+#   inodes freed in the last ~30-60 s are skipped one by one at every inode allocation: a run
+#   right after a build or another run pays for it in every pod's mkdir/create.
 # Runs in its own network namespace (bridges and ports stay off the host); removes its pods,
 # processes, namespace and the swarm service, and leaves the swarm it joined.
 set -euo pipefail
