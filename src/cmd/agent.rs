@@ -301,7 +301,7 @@ async fn start_registry(
     addr: SocketAddr,
 ) -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     use gabang_registry::registry::{Config, Registry};
-    let store = Arc::new(gabang_content::Store::open(root)?);
+    let store = gabang_content::Store::shared(root)?;
     let reg = Arc::new(Registry::open(store, Config::default())?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

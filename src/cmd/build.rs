@@ -9,7 +9,7 @@ use gabang_build::context::{BuildContext, StatCache};
 use gabang_build::exec::{BuildSink, StoreExecutor};
 use gabang_build::plan::Progress;
 use gabang_build::{build, parse, BuildError, BuildOptions};
-use gabang_content::{ImageRef, Store};
+use gabang_content::ImageRef;
 use gabang_runtime::{Runtime, RuntimeConfig};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -157,8 +157,7 @@ pub fn run(args: BuildArgs, root: &Path) -> Result<i32> {
             .with_context(|| format!("--platform {p:?}: expected os/arch[/variant]"))?;
     }
 
-    let store = Store::open(root)
-        .with_context(|| format!("open the image store under {}", root.display()))?;
+    let store = crate::cmd::image::open_store(root)?;
     let _lease = store.lease()?;
     let exe = std::env::current_exe().context("locate the gabang binary for the shim")?;
     let runtime = Runtime::new(RuntimeConfig {

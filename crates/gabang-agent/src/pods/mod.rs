@@ -86,7 +86,7 @@ pub const RETRY_CONFIG: Duration = Duration::from_secs(5);
 pub struct PodRuntime {
     cfg: PodRuntimeConfig,
     runtime: gabang_runtime::Runtime,
-    content: gabang_content::Store,
+    content: std::sync::Arc<gabang_content::Store>,
     net: gabang_net::Network,
     /// Pod uid → ids of its runtime containers (scanned from labels at start, then kept).
     index: Mutex<HashMap<String, BTreeSet<String>>>,
@@ -206,7 +206,8 @@ impl PodRuntime {
             shim_prefix_args: cfg.shim_prefix_args.clone(),
         })?;
         runtime.prepare_seccomp()?;
-        let content = gabang_content::Store::open(&cfg.root)?;
+        // The process's store, which the runtime also records image use in.
+        let content = gabang_content::Store::shared(&cfg.root)?;
         let net = gabang_net::Network::open_with(
             &cfg.root.join("net-pods"),
             gabang_net::NetConfig {
