@@ -140,6 +140,7 @@ fn api_config(a: &AgentArgs) -> Result<ApiConfig> {
         addr: server_addr(&server)?,
         ca_pem,
         token,
+        local: None,
     })
 }
 
@@ -271,6 +272,7 @@ pub fn run_up(a: UpArgs, root: &Path) -> Result<i32> {
             addr: server.local_addr,
             ca_pem: server.ca_pem.clone(),
             token: server.token.clone(),
+            local: Some(super::cluster::local_socket(&data_dir)),
         };
         let node_args = a.node.clone();
         let root2 = root.to_path_buf();

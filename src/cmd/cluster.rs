@@ -66,6 +66,7 @@ pub fn run(cmd: ClusterCommand, root: &Path) -> Result<i32> {
 /// a client of the API server, on a plain thread: their HTTP client blocks on its own runtime.
 fn start_controllers(
     addr: SocketAddr,
+    local: PathBuf,
     ca_pem: String,
     token: String,
     node: gabang_controllers::nodelifecycle::Config,
@@ -76,7 +77,7 @@ fn start_controllers(
         .name("controllers".into())
         .spawn(move || {
             let cluster = match gabang_controllers::http::HttpCluster::new(addr, &ca_pem, &token) {
-                Ok(c) => std::sync::Arc::new(c),
+                Ok(c) => std::sync::Arc::new(c.via_local_socket(local)),
                 Err(e) => {
                     eprintln!("gabang: controllers not started: {e}");
                     return;
@@ -96,6 +97,12 @@ fn start_controllers(
     }
 }
 
+/// The API server's Unix socket (plain HTTP, root only) under its data directory: the
+/// controllers and the agent of this process reach the server through it.
+pub fn local_socket(data_dir: &Path) -> PathBuf {
+    data_dir.join("api.sock")
+}
+
 /// The API server on `store` (CA, certificates and admin kubeconfig under `data_dir`), and
 /// the controllers (node lifecycle with `node`) as its client unless `controllers` is false.
 /// Shared by `server` and `up`.
@@ -108,6 +115,7 @@ pub async fn start_control_plane(
 ) -> Result<gabang_apiserver::ServerHandle> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    let local = local_socket(&data_dir);
     let handle = gabang_apiserver::serve(gabang_apiserver::ServerConfig {
         listen,
         data_dir,
@@ -115,9 +123,11 @@ pub async fn start_control_plane(
     })
     .await
     .context("starting the API server")?;
+    handle.listen_local(&local)?;
     if controllers {
         start_controllers(
             handle.local_addr,
+            local,
             handle.ca_pem.clone(),
             handle.token.clone(),
             node,

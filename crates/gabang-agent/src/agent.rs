@@ -66,12 +66,19 @@ pub struct ApiConfig {
     pub addr: SocketAddr,
     pub ca_pem: String,
     pub token: String,
+    /// The API server's local socket, when the agent runs in the server's process
+    /// (`gabang up`): requests go there as plain HTTP instead of over TCP + TLS to `addr`.
+    pub local: Option<std::path::PathBuf>,
 }
 
 impl ApiConfig {
     /// A new blocking client (one per thread: each has its own small runtime).
     pub fn connect(&self) -> Result<HttpCluster> {
-        Ok(HttpCluster::new(self.addr, &self.ca_pem, &self.token)?)
+        let c = HttpCluster::new(self.addr, &self.ca_pem, &self.token)?;
+        Ok(match &self.local {
+            Some(p) => c.via_local_socket(p.clone()),
+            None => c,
+        })
     }
 }
 

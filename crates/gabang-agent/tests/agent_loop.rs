@@ -112,6 +112,10 @@ impl Api {
                 store: StoreSpec::Backend(store),
             }))
             .unwrap();
+        // The agent talks to the server over its local socket, as in `gabang up`; the
+        // tests' own clients over TCP + TLS.
+        let local = dir.path().join("api.sock");
+        rt.block_on(async { handle.listen_local(&local) }).unwrap();
         Api {
             _rt: rt,
             _dir: dir,
@@ -123,10 +127,16 @@ impl Api {
             addr: self.handle.local_addr,
             ca_pem: self.handle.ca_pem.clone(),
             token: self.handle.token.clone(),
+            local: Some(self._dir.path().join("api.sock")),
         }
     }
     fn client(&self) -> HttpCluster {
-        self.config().connect().unwrap()
+        HttpCluster::new(
+            self.handle.local_addr,
+            &self.handle.ca_pem,
+            &self.handle.token,
+        )
+        .unwrap()
     }
 }
 

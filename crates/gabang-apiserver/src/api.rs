@@ -277,10 +277,17 @@ async fn too_large(mut request: Body, drain: bool) -> Response {
 
 /// The one handler behind the router.
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    match handle_inner(st, req).await {
+    // The request log (like kube-apiserver's httplog): GABANG_LOG=gabang_apiserver::http=debug.
+    let logged = tracing::enabled!(target: "gabang_apiserver::http", tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.uri().clone()));
+    let resp = match handle_inner(st, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    if let Some((method, uri)) = logged {
+        tracing::debug!(target: "gabang_apiserver::http", "{method} {uri} {}", resp.status().as_u16());
     }
+    resp
 }
 
 fn authorized(st: &AppState, req: &Request) -> bool {

@@ -57,6 +57,12 @@ pub enum ServeError {
     Tls(String),
     #[error("store: {0}")]
     Store(#[from] gabang_store::StoreError),
+    #[error("listen on {}: {source}", path.display())]
+    LocalSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -95,6 +101,8 @@ pub struct ServerHandle {
     /// PEM of the CA that signed the serving certificate.
     pub ca_pem: String,
     counters: Arc<stats::Counters>,
+    /// The API (what every connection serves).
+    app: axum::Router,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -103,6 +111,54 @@ impl ServerHandle {
     /// Resource requests answered so far, by verb.
     pub fn requests(&self) -> RequestCounts {
         self.counters.snapshot()
+    }
+
+    /// Also serves the API as plain HTTP/1.1 on a Unix socket at `path` (mode 0600, replacing
+    /// a stale socket file), for clients in this process or on this machine as root: the
+    /// controllers and the agent of `gabang up` talk to the server this way, without TCP and
+    /// TLS on every request and watch event. Requests still need the bearer token. Stops with
+    /// [`ServerHandle::shutdown`].
+    pub fn listen_local(&self, path: &std::path::Path) -> Result<(), ServeError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| ServeError::LocalSocket {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let listener = tokio::net::UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let app = self.app.clone();
+        let mut rx = self.shutdown.subscribe();
+        let path = path.to_path_buf();
+        tokio::spawn(async move {
+            loop {
+                let conn = tokio::select! {
+                    _ = rx.changed() => break,
+                    r = listener.accept() => match r {
+                        Ok((c, _)) => c,
+                        Err(e) => {
+                            tracing::warn!("accept on {}: {e}", path.display());
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(conn), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+            let _ = std::fs::remove_file(&path);
+        });
+        Ok(())
     }
 
     /// Stops accepting connections and waits for the accept loop to end.
@@ -160,6 +216,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
     api::resume(&state).await?;
     let app = axum::Router::new().fallback(api::handle).with_state(state);
     let (tx, mut rx) = watch::channel(false);
+    let served = app.clone();
     let task = tokio::spawn(async move {
         loop {
             let (tcp, _) = tokio::select! {
@@ -193,6 +250,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         token: creds.token,
         ca_pem: creds.ca_pem,
         counters,
+        app: served,
         shutdown: tx,
         task,
     })

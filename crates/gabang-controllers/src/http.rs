@@ -108,6 +108,9 @@ pub struct HttpCluster {
     token: String,
     tls: tokio_rustls::TlsConnector,
     server_name: ServerName<'static>,
+    /// Plain HTTP over this Unix socket instead of TCP + TLS to `addr`
+    /// ([`HttpCluster::via_local_socket`]).
+    local: Option<std::path::PathBuf>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -193,8 +196,18 @@ impl HttpCluster {
             token: token.to_string(),
             tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
             server_name: ServerName::IpAddress(addr.ip().into()),
+            local: None,
             rt,
         })
+    }
+
+    /// Sends every request over the API server's local socket (plain HTTP/1.1, see
+    /// `gabang_apiserver::ServerHandle::listen_local`) instead of TCP + TLS: for clients in
+    /// the server's own process (`gabang up`), where TLS protects nothing and costs CPU on
+    /// both ends of every request and watch event. The bearer token is still sent.
+    pub fn via_local_socket(mut self, path: std::path::PathBuf) -> Self {
+        self.local = Some(path);
+        self
     }
 
     /// `false`: a new connection per request (how this client worked before; benchmarks).
@@ -321,6 +334,17 @@ impl HttpCluster {
         ),
         ClusterError,
     > {
+        if let Some(path) = &self.local {
+            let unix = tokio::net::UnixStream::connect(path).await.map_err(|e| {
+                ClusterError::Unreachable(format!("connect {}: {e}", path.display()))
+            })?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(unix))
+                .await
+                .map_err(|e| {
+                    ClusterError::Unreachable(format!("HTTP handshake on {}: {e}", path.display()))
+                })?;
+            return Ok((sender, tokio::spawn(conn)));
+        }
         let tcp = tokio::net::TcpStream::connect(self.addr)
             .await
             .map_err(|e| ClusterError::Unreachable(format!("connect {}: {e}", self.addr)))?;

@@ -97,3 +97,87 @@ fn deployment_lifecycle_over_the_apiserver() {
     assert!(c.list::<Node>().unwrap().len() == 2);
     drop(rt);
 }
+
+/// The server's local socket (how `gabang up` connects its controllers and agent): the same
+/// API as plain HTTP, a watch sees a change, a wrong token is refused, and the socket file
+/// is gone after shutdown.
+#[test]
+fn local_socket_serves_the_api_with_the_token() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Backend> = Arc::new(
+        SqliteBackend::open(&dir.path().join("state.db"), SqliteConfig::default()).unwrap(),
+    );
+    let handle = rt
+        .block_on(serve(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("pki"),
+            store: StoreSpec::Backend(store),
+        }))
+        .unwrap();
+    let sock = dir.path().join("api.sock");
+    // A stale file from a killed process is replaced.
+    std::fs::write(&sock, b"stale").unwrap();
+    rt.block_on(async { handle.listen_local(&sock) }).unwrap();
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let local = HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token)
+        .unwrap()
+        .via_local_socket(sock.clone());
+    let tls = HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token).unwrap();
+    seed(&local, &["n1"], "4", "8Gi", 110).unwrap();
+    local.create(&pod("default", "a", "100m", "64Mi")).unwrap();
+    // Written over the socket, read over TLS, and the other way round.
+    let names = |c: &HttpCluster| -> Vec<String> {
+        let mut v: Vec<String> = c
+            .list::<Pod>()
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&tls), ["a"]);
+    tls.create(&pod("default", "b", "100m", "64Mi")).unwrap();
+    assert_eq!(names(&local), ["a", "b"]);
+    assert_eq!(local.list::<Node>().unwrap().len(), 1);
+
+    // A watch over the socket sees a pod made over TLS.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        let _ = local.watch_in::<Pod>("", "", "0", 10, |e| {
+            if let gabang_controllers::http::WatchEvent::Added(p) = e {
+                if p.metadata.name.as_deref() == Some("c") {
+                    let _ = tx.send(());
+                    return false;
+                }
+            }
+            true
+        });
+    });
+    std::thread::sleep(StdDuration::from_millis(200));
+    tls.create(&pod("default", "c", "100m", "64Mi")).unwrap();
+    rx.recv_timeout(StdDuration::from_secs(10))
+        .expect("the watch over the local socket saw pod c");
+    watcher.join().unwrap();
+
+    // The token is still checked.
+    let wrong = HttpCluster::new(handle.local_addr, &handle.ca_pem, "not-the-token")
+        .unwrap()
+        .via_local_socket(sock.clone());
+    let err = wrong.list::<Pod>().unwrap_err().to_string();
+    assert!(err.contains("401"), "{err}");
+
+    rt.block_on(handle.shutdown());
+    for _ in 0..100 {
+        if !sock.exists() {
+            break;
+        }
+        std::thread::sleep(StdDuration::from_millis(10));
+    }
+    assert!(!sock.exists(), "the socket file outlived the server");
+}
