@@ -147,14 +147,7 @@ impl ServerHandle {
                         }
                     },
                 };
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let svc = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(conn), svc)
-                        .with_upgrades()
-                        .await;
-                });
+                tokio::spawn(serve_connection(conn, app.clone()));
             }
             let _ = std::fs::remove_file(&path);
         });
@@ -171,6 +164,18 @@ impl ServerHandle {
     pub async fn wait(self) {
         let _ = self.task.await;
     }
+}
+
+/// Serves the API on one accepted connection (TLS or the local socket) until it closes:
+/// HTTP/1.1 with upgrades (exec, attach) or HTTP/2.
+async fn serve_connection<I>(io: I, app: axum::Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(app);
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .await;
 }
 
 /// Starts the API server; returns once it listens.
@@ -234,13 +239,9 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
             let acceptor = acceptor.clone();
             let app = app.clone();
             tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper_util::service::TowerToHyperService::new(app);
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
+                if let Ok(stream) = acceptor.accept(tcp).await {
+                    serve_connection(stream, app).await;
+                }
             });
         }
     });

@@ -162,6 +162,27 @@ fn decode<K: Object>(mut v: Value) -> Result<K, ClusterError> {
     serde_json::from_value(v).map_err(|e| ClusterError::Api(format!("decode {}: {e}", K::KIND)))
 }
 
+/// A connection: its request sender and the task that runs it.
+type Connection = (
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+);
+
+/// The HTTP/1.1 handshake on a connected stream (`server` names it in errors); the
+/// connection's task is spawned on the current runtime.
+async fn http1_handshake<I>(
+    io: I,
+    server: &dyn std::fmt::Display,
+) -> Result<Connection, ClusterError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| ClusterError::Unreachable(format!("HTTP handshake with {server}: {e}")))?;
+    Ok((sender, tokio::spawn(conn)))
+}
+
 impl HttpCluster {
     /// Connect to `addr` trusting only `ca_pem`, authenticating with `token`.
     pub fn new(addr: SocketAddr, ca_pem: &str, token: &str) -> Result<Self, ClusterError> {
@@ -325,25 +346,12 @@ impl HttpCluster {
     }
 
     /// A new connection (TCP, TLS, HTTP/1.1 handshake) with its task running.
-    async fn connect(
-        &self,
-    ) -> Result<
-        (
-            hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-            tokio::task::JoinHandle<hyper::Result<()>>,
-        ),
-        ClusterError,
-    > {
+    async fn connect(&self) -> Result<Connection, ClusterError> {
         if let Some(path) = &self.local {
             let unix = tokio::net::UnixStream::connect(path).await.map_err(|e| {
                 ClusterError::Unreachable(format!("connect {}: {e}", path.display()))
             })?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(unix))
-                .await
-                .map_err(|e| {
-                    ClusterError::Unreachable(format!("HTTP handshake on {}: {e}", path.display()))
-                })?;
-            return Ok((sender, tokio::spawn(conn)));
+            return http1_handshake(unix, &path.display()).await;
         }
         let tcp = tokio::net::TcpStream::connect(self.addr)
             .await
@@ -354,12 +362,7 @@ impl HttpCluster {
             .connect(self.server_name.clone(), tcp)
             .await
             .map_err(|e| ClusterError::Unreachable(format!("TLS to {}: {e}", self.addr)))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| {
-                ClusterError::Unreachable(format!("HTTP handshake with {}: {e}", self.addr))
-            })?;
-        Ok((sender, tokio::spawn(conn)))
+        http1_handshake(tls, &self.addr).await
     }
 
     /// Connect (TLS), send one request and return its response with the connection (keep

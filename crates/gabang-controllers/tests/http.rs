@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use gabang_apiserver::{serve, ServerConfig, StoreSpec};
+use gabang_apiserver::{serve, ServerConfig, ServerHandle, StoreSpec};
 use gabang_controllers::cluster::Cluster;
 use gabang_controllers::fixtures::{deployment, pod, seed};
 use gabang_controllers::gc::Propagation;
@@ -24,8 +24,9 @@ fn ready(p: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-#[test]
-fn deployment_lifecycle_over_the_apiserver() {
+/// The API server on loopback over a SQLite store in a temp dir (kept alive by the returned
+/// runtime and dir).
+fn start_server() -> (tokio::runtime::Runtime, tempfile::TempDir, ServerHandle) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Backend> = Arc::new(
@@ -38,6 +39,12 @@ fn deployment_lifecycle_over_the_apiserver() {
             store: StoreSpec::Backend(store),
         }))
         .unwrap();
+    (rt, dir, handle)
+}
+
+#[test]
+fn deployment_lifecycle_over_the_apiserver() {
+    let (rt, _dir, handle) = start_server();
     let c = Arc::new(HttpCluster::new(handle.local_addr, &handle.ca_pem, &handle.token).unwrap());
     seed(&*c, &["n1", "n2"], "4", "8Gi", 110).unwrap();
     let mut m = Manager::new(c.clone(), Arc::new(SystemClock), Config::default());
@@ -103,18 +110,7 @@ fn deployment_lifecycle_over_the_apiserver() {
 /// is gone after shutdown.
 #[test]
 fn local_socket_serves_the_api_with_the_token() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Backend> = Arc::new(
-        SqliteBackend::open(&dir.path().join("state.db"), SqliteConfig::default()).unwrap(),
-    );
-    let handle = rt
-        .block_on(serve(ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("pki"),
-            store: StoreSpec::Backend(store),
-        }))
-        .unwrap();
+    let (rt, dir, handle) = start_server();
     let sock = dir.path().join("api.sock");
     // A stale file from a killed process is replaced.
     std::fs::write(&sock, b"stale").unwrap();
