@@ -5,9 +5,11 @@
 #   - Docker Swarm on the same machine: `docker service create --replicas N` until converged;
 #   - idle RSS of `gabang up` (no pods) and of a second, idle `gabang agent`.
 #   benches/agent.sh [N]      (GABANG=path/to/gabang, default target/release/gabang)
-#   PRE_SLEEP=s: idle time before the apply (default 10). This machine's ext4 has no journal, so
-#   inodes freed in the last ~30-60 s are skipped one by one at every inode allocation: a run
-#   right after a build or another run pays for it in every pod's mkdir/create.
+#   PRE_SLEEP=s: idle time after a `sync`, before the apply and before Swarm's create (default 65).
+#   This machine's ext4 has no journal: then every inode allocation skips, one by one, each inode
+#   of its block group freed in the last 60 s (360 s while its inode-table block is dirty;
+#   fs/ext4/ialloc.c recently_deleted). Without the wait, a run measures the deletes of the run
+#   before it (a cleanup of 100 pods frees ~4000 inodes): up to 15% of the machine's CPU.
 # Runs in its own network namespace (bridges and ports stay off the host); removes its pods,
 # processes, namespace and the swarm service, and leaves the swarm it joined.
 set -euo pipefail
@@ -66,7 +68,8 @@ for _ in $(seq 1 120); do
   k get node n1 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True && break
   sleep 0.5
 done
-sleep "${PRE_SLEEP:-10}"
+sync
+sleep "${PRE_SLEEP:-65}"
 up_idle=$(rss_kib "$up_pid")
 
 cat >"$tmp/deploy.yaml" <<EOF
@@ -133,6 +136,9 @@ if [ -z "${SKIP_SWARM:-}" ] && bash "$here/scripts/start-dockerd.sh"; then
   elif docker swarm init --advertise-addr 127.0.0.1 >/dev/null; then
     swarm_joined=1
     docker import "$tmp/bb.tar" gbbench-busybox:1 >/dev/null
+    # the same quiet file system as gabang had (its pods were just deleted)
+    sync
+    sleep "${PRE_SLEEP:-65}"
     s0=$(date +%s.%N)
     docker service create --quiet --detach=false --name gbbench --replicas "$N" \
       --network host --stop-grace-period 1s gbbench-busybox:1 sleep 3600 >/dev/null
